@@ -1,0 +1,685 @@
+//! The fan-out: routes each committed transaction to the views (and change streams) whose
+//! subscription key matches, and keeps a short replay ring so a view that loads its rows while
+//! changes are committed neither misses one nor applies one backwards.
+//!
+//! Two indexes route a change of a watched type `T`:
+//! - `(T, subscription key) → views` for inserts and updates (the new row's key), and
+//! - `(T, id) → key` for deletes and key moves, which under the default replica identity
+//!   carry only the primary key: the old key is looked up by id, so a row that moves from
+//!   list A to list B leaves A's views (as a delete, without its new values) and enters B's.
+//!
+//! Each view has a bounded mailbox. A full mailbox never blocks the listener: the delivery is
+//! dropped and the view is flagged to reload from the database.
+
+use std::any::TypeId;
+use std::collections::{HashMap, HashSet, VecDeque};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::{Arc, Mutex, MutexGuard};
+
+use tokio::sync::mpsc;
+
+use crate::replication::change::{ChangeKind, RowChange, Txn};
+use crate::replication::pgoutput::Cell;
+use crate::watch::{HeldRows, Key, WatchTypeInfo, WatchTypes};
+
+/// A connected view's id in the fan-out.
+pub(crate) type ViewId = u64;
+
+/// What a view is asked to do with one change.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Op {
+    /// Insert or update the row (the change's new row).
+    Upsert,
+    /// Remove the row (delete, or a move to another key: only the id is read).
+    Remove,
+    /// Reload the assigns of this type from the database.
+    Reload,
+}
+
+/// One routed change.
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct Item {
+    pub ty: TypeId,
+    pub change: u32,
+    pub op: Op,
+}
+
+/// The part of one transaction that concerns one view.
+#[derive(Debug, Clone)]
+pub(crate) struct Delivery {
+    pub seq: u64,
+    pub txn: Arc<Txn>,
+    pub items: Vec<Item>,
+}
+
+/// Which changes a change stream wants.
+#[derive(Debug, Clone)]
+pub(crate) enum StreamFilter {
+    All,
+    Key(Key),
+    Id(Key),
+}
+
+/// How a change looks to a change stream (after applying its filter).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum StreamOp {
+    Inserted,
+    Updated,
+    Deleted,
+    Reload,
+}
+
+/// One change for a change stream.
+#[derive(Debug, Clone)]
+pub(crate) struct StreamDelivery {
+    pub txn: Arc<Txn>,
+    pub change: u32,
+    pub op: StreamOp,
+}
+
+/// A load fence: the snapshot a view's rows were read in (`pg_current_snapshot()`).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) struct Snapshot {
+    xmin: u64,
+    xmax: u64,
+    xip: Vec<u64>,
+}
+
+impl Snapshot {
+    /// Parses `xmin:xmax:xip,xip…`.
+    pub(crate) fn parse(s: &str) -> Option<Snapshot> {
+        let mut parts = s.trim().splitn(3, ':');
+        let xmin = parts.next()?.parse().ok()?;
+        let xmax = parts.next()?.parse().ok()?;
+        let xip = match parts.next() {
+            Some("") | None => Vec::new(),
+            Some(list) => list
+                .split(',')
+                .map(|x| x.parse().ok())
+                .collect::<Option<Vec<u64>>>()?,
+        };
+        Some(Snapshot { xmin, xmax, xip })
+    }
+
+    /// Whether a transaction (by its 32-bit xid from the Begin message) was committed and
+    /// visible in this snapshot (`pg_visible_in_snapshot` semantics).
+    pub(crate) fn sees(&self, xid: u32) -> bool {
+        let full = widen(xid, self.xmax);
+        full < self.xmin || (full < self.xmax && !self.xip.contains(&full))
+    }
+}
+
+/// Widens a 32-bit xid to the 64-bit xid closest to `reference`.
+fn widen(xid: u32, reference: u64) -> u64 {
+    let diff = xid.wrapping_sub(reference as u32) as i32 as i64;
+    (reference as i64).wrapping_add(diff) as u64
+}
+
+/// The loaded rows did not cover a gap: the ring no longer holds changes since the load began.
+#[derive(Debug)]
+pub(crate) struct Gap;
+
+struct ViewEntry {
+    tx: mpsc::Sender<Delivery>,
+    overflow: Arc<AtomicBool>,
+    keys: Vec<(TypeId, Key)>,
+}
+
+#[derive(Default)]
+struct KeyEntry {
+    views: Vec<ViewId>,
+    ids: HashSet<Key>,
+}
+
+struct StreamEntry {
+    ty: TypeId,
+    filter: StreamFilter,
+    tx: mpsc::Sender<StreamDelivery>,
+    lagged: Arc<AtomicBool>,
+}
+
+#[derive(Default)]
+struct State {
+    next_seq: u64,
+    ring: VecDeque<Arc<Txn>>,
+    ring_bytes: usize,
+    types: HashMap<TypeId, WatchTypeInfo>,
+    tables: HashMap<(String, String), Vec<TypeId>>,
+    views: HashMap<ViewId, ViewEntry>,
+    by_key: HashMap<(TypeId, Key), KeyEntry>,
+    ids: HashMap<(TypeId, Key), Key>,
+    streams: HashMap<u64, StreamEntry>,
+}
+
+/// Sizes of the fan-out's buffers.
+#[derive(Debug, Clone)]
+pub(crate) struct FanoutLimits {
+    pub mailbox: usize,
+    pub ring_txns: usize,
+    pub ring_bytes: usize,
+}
+
+impl Default for FanoutLimits {
+    fn default() -> Self {
+        FanoutLimits {
+            mailbox: 256,
+            ring_txns: 4096,
+            ring_bytes: 32 << 20,
+        }
+    }
+}
+
+/// The routing tables, shared by the listener (dispatch) and view sessions (subscribe).
+pub(crate) struct Fanout {
+    state: Mutex<State>,
+    limits: FanoutLimits,
+    next_id: AtomicU64,
+}
+
+/// The result of routing a change of type `ty` for key matching.
+struct Routed {
+    id: Key,
+    new_key: Option<Key>,
+    old_key: Option<Key>,
+}
+
+fn cell_key(c: Option<&Cell>) -> Option<Key> {
+    c.and_then(Cell::text).map(Key::from)
+}
+
+fn route_keys(
+    info: &WatchTypeInfo,
+    change: &RowChange,
+    ids: &HashMap<(TypeId, Key), Key>,
+) -> Option<Routed> {
+    let rel = &change.relation;
+    let id_idx = rel.column_index(info.id_column)?;
+    let key_idx = rel.column_index(info.key_column)?;
+    let id = cell_key(change.current_cell(id_idx))?;
+    let new_key = match change.kind {
+        ChangeKind::Delete => None,
+        _ => cell_key(change.current_cell(key_idx)),
+    };
+    let old_key = change
+        .old_text(key_idx)
+        .map(Key::from)
+        .or_else(|| ids.get(&(info.type_id, id.clone())).cloned());
+    Some(Routed {
+        id,
+        new_key,
+        old_key,
+    })
+}
+
+impl Fanout {
+    pub(crate) fn new(limits: FanoutLimits) -> Self {
+        Fanout {
+            state: Mutex::new(State::default()),
+            limits,
+            next_id: AtomicU64::new(1),
+        }
+    }
+
+    fn lock(&self) -> MutexGuard<'_, State> {
+        // A panic while holding the lock cannot leave the tables half-updated in a way that
+        // matters more than stopping every view would: keep going.
+        self.state.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    /// Registers row types (idempotent).
+    pub(crate) fn register_types(&self, types: &WatchTypes) {
+        let mut st = self.lock();
+        for t in &types.types {
+            if st.types.contains_key(&t.type_id) {
+                continue;
+            }
+            st.types.insert(t.type_id, t.clone());
+            st.tables
+                .entry((t.schema.to_string(), t.table.to_string()))
+                .or_default()
+                .push(t.type_id);
+        }
+    }
+
+    /// Every registered row type.
+    pub(crate) fn types(&self) -> Vec<WatchTypeInfo> {
+        self.lock().types.values().cloned().collect()
+    }
+
+    /// The id column of the watched table, if any type watches it.
+    pub(crate) fn id_column(&self, schema: &str, table: &str) -> Option<&'static str> {
+        let st = self.lock();
+        let tys = st.tables.get(&(schema.to_string(), table.to_string()))?;
+        tys.first()
+            .and_then(|t| st.types.get(t))
+            .map(|i| i.id_column)
+    }
+
+    /// The sequence number the next transaction will get: taken before a view loads rows.
+    pub(crate) fn next_seq(&self) -> u64 {
+        self.lock().next_seq
+    }
+
+    /// Creates a view entry with a mailbox (no keys yet).
+    pub(crate) fn add_view(&self) -> (ViewId, mpsc::Receiver<Delivery>, Arc<AtomicBool>) {
+        let id = self.next_id.fetch_add(1, Ordering::Relaxed);
+        let (tx, rx) = mpsc::channel(self.limits.mailbox);
+        let overflow = Arc::new(AtomicBool::new(false));
+        self.lock().views.insert(
+            id,
+            ViewEntry {
+                tx,
+                overflow: overflow.clone(),
+                keys: Vec::new(),
+            },
+        );
+        (id, rx, overflow)
+    }
+
+    /// Removes a view (its mailbox closes).
+    pub(crate) fn remove_view(&self, view: ViewId) {
+        let mut st = self.lock();
+        if let Some(entry) = st.views.remove(&view) {
+            unlink_keys(&mut st, view, &entry.keys);
+        }
+    }
+
+    /// Sets a view's keys after it loaded its rows, and returns the changes it must still
+    /// apply: every transaction in the ring that `snapshot` did not see (or, without a
+    /// snapshot, every one since `since_seq`), routed for this view. Also returns the sequence
+    /// number from which the mailbox holds changes routed under the new keys.
+    pub(crate) fn subscribe(
+        &self,
+        view: ViewId,
+        keys: Vec<(TypeId, Key)>,
+        held: &HeldRows,
+        since_seq: u64,
+        snapshot: Option<&Snapshot>,
+    ) -> Result<(Vec<Delivery>, u64), Gap> {
+        let mut st = self.lock();
+        if let Some(front) = st.ring.front()
+            && front.seq > since_seq
+            && st.next_seq > since_seq
+        {
+            return Err(Gap);
+        }
+        if st.ring.is_empty() && st.next_seq > since_seq {
+            // Transactions were dispatched since the load began but none is kept.
+            return Err(Gap);
+        }
+        let old_keys = match st.views.get_mut(&view) {
+            Some(entry) => std::mem::replace(&mut entry.keys, keys.clone()),
+            None => return Ok((Vec::new(), st.next_seq)),
+        };
+        unlink_keys(&mut st, view, &old_keys);
+        let held_set: HashSet<(TypeId, Key)> = held
+            .rows
+            .iter()
+            .map(|(t, id, _)| (*t, id.clone()))
+            .collect();
+        let State {
+            by_key,
+            ids,
+            types,
+            ring,
+            tables,
+            next_seq,
+            ..
+        } = &mut *st;
+        for k in &keys {
+            by_key.entry(k.clone()).or_default().views.push(view);
+        }
+        for (ty, id, key) in &held.rows {
+            if let Some(e) = by_key.get_mut(&(*ty, key.clone())) {
+                e.ids.insert(id.clone());
+                ids.insert((*ty, id.clone()), key.clone());
+            }
+        }
+        // Replay what the load did not see.
+        let mut replay = Vec::new();
+        for txn in ring.iter() {
+            let seen = match snapshot {
+                Some(s) => s.sees(txn.xid),
+                None => txn.seq < since_seq,
+            };
+            if seen {
+                continue;
+            }
+            let items = route_for_view(txn, &keys, &held_set, types, ids, tables);
+            if !items.is_empty() {
+                replay.push(Delivery {
+                    seq: txn.seq,
+                    txn: txn.clone(),
+                    items,
+                });
+            }
+        }
+        Ok((replay, *next_seq))
+    }
+
+    /// Adds a change stream.
+    pub(crate) fn add_stream(
+        &self,
+        ty: TypeId,
+        filter: StreamFilter,
+        capacity: usize,
+    ) -> (u64, mpsc::Receiver<StreamDelivery>, Arc<AtomicBool>) {
+        let id = self.next_id.fetch_add(1, Ordering::Relaxed);
+        let (tx, rx) = mpsc::channel(capacity.max(1));
+        let lagged = Arc::new(AtomicBool::new(false));
+        self.lock().streams.insert(
+            id,
+            StreamEntry {
+                ty,
+                filter,
+                tx,
+                lagged: lagged.clone(),
+            },
+        );
+        (id, rx, lagged)
+    }
+
+    /// Removes a change stream.
+    pub(crate) fn remove_stream(&self, id: u64) {
+        self.lock().streams.remove(&id);
+    }
+
+    /// Routes one committed transaction. Never blocks.
+    pub(crate) fn dispatch(&self, mut txn: Txn) {
+        let mut st = self.lock();
+        txn.seq = st.next_seq;
+        st.next_seq += 1;
+        let txn = Arc::new(txn);
+        tracing::trace!(
+            seq = txn.seq,
+            xid = txn.xid,
+            end_lsn = txn.end_lsn,
+            commit_time_micros = txn.commit_time_micros,
+            changes = txn.changes.len(),
+            "dispatch"
+        );
+        st.ring_bytes += txn.bytes;
+        st.ring.push_back(txn.clone());
+        while st.ring.len() > self.limits.ring_txns
+            || (st.ring_bytes > self.limits.ring_bytes && st.ring.len() > 1)
+        {
+            if let Some(old) = st.ring.pop_front() {
+                st.ring_bytes = st.ring_bytes.saturating_sub(old.bytes);
+            }
+        }
+
+        let mut out: HashMap<ViewId, Vec<Item>> = HashMap::new();
+        let mut stream_out: Vec<(u64, StreamDelivery)> = Vec::new();
+        let State {
+            types,
+            tables,
+            by_key,
+            ids,
+            streams,
+            ..
+        } = &mut *st;
+
+        for (schema, table) in &txn.reload_tables {
+            let Some(tys) = tables.get(&(schema.clone(), table.clone())) else {
+                continue;
+            };
+            for ty in tys {
+                for ((kty, _), entry) in by_key.iter() {
+                    if kty == ty {
+                        for v in &entry.views {
+                            out.entry(*v).or_default().push(Item {
+                                ty: *ty,
+                                change: u32::MAX,
+                                op: Op::Reload,
+                            });
+                        }
+                    }
+                }
+                for (sid, s) in streams.iter() {
+                    if s.ty == *ty {
+                        stream_out.push((
+                            *sid,
+                            StreamDelivery {
+                                txn: txn.clone(),
+                                change: u32::MAX,
+                                op: StreamOp::Reload,
+                            },
+                        ));
+                    }
+                }
+            }
+        }
+
+        for (ci, change) in txn.changes.iter().enumerate() {
+            let rel = &change.relation;
+            let Some(tys) = tables.get(&(rel.schema.clone(), rel.name.clone())) else {
+                continue;
+            };
+            for ty in tys {
+                let Some(info) = types.get(ty) else { continue };
+                let Some(r) = route_keys(info, change, ids) else {
+                    continue;
+                };
+                let ci = ci as u32;
+                let mut push = |views: &[ViewId], op: Op| {
+                    for v in views {
+                        out.entry(*v).or_default().push(Item {
+                            ty: *ty,
+                            change: ci,
+                            op,
+                        });
+                    }
+                };
+                let mut new_subscribed = false;
+                if let Some(k) = &r.new_key
+                    && let Some(e) = by_key.get_mut(&(*ty, k.clone()))
+                {
+                    push(&e.views, Op::Upsert);
+                    e.ids.insert(r.id.clone());
+                    ids.insert((*ty, r.id.clone()), k.clone());
+                    new_subscribed = true;
+                }
+                if let Some(ok) = &r.old_key
+                    && r.new_key.as_ref() != Some(ok)
+                {
+                    if let Some(e) = by_key.get_mut(&(*ty, ok.clone())) {
+                        push(&e.views, Op::Remove);
+                        e.ids.remove(&r.id);
+                    }
+                    if !new_subscribed {
+                        ids.remove(&(*ty, r.id.clone()));
+                    }
+                }
+                if change.kind == ChangeKind::Delete {
+                    ids.remove(&(*ty, r.id.clone()));
+                }
+                for (sid, s) in streams.iter() {
+                    if s.ty != *ty {
+                        continue;
+                    }
+                    let plain = match change.kind {
+                        ChangeKind::Insert => StreamOp::Inserted,
+                        ChangeKind::Update => StreamOp::Updated,
+                        ChangeKind::Delete => StreamOp::Deleted,
+                    };
+                    let op = match &s.filter {
+                        StreamFilter::All => Some(plain),
+                        StreamFilter::Id(id) => (*id == r.id).then_some(plain),
+                        StreamFilter::Key(k) => {
+                            let in_new = r.new_key.as_ref() == Some(k);
+                            let in_old = r.old_key.as_ref() == Some(k);
+                            match (in_old, in_new, change.kind) {
+                                (_, true, ChangeKind::Insert) => Some(StreamOp::Inserted),
+                                (true, true, _) => Some(StreamOp::Updated),
+                                // Moved in from another key, or an update whose old key is
+                                // unknown: an update to this key's readers.
+                                (false, true, _) => Some(StreamOp::Updated),
+                                (true, false, _) => Some(StreamOp::Deleted),
+                                (false, false, _) => None,
+                            }
+                        }
+                    };
+                    if let Some(op) = op {
+                        stream_out.push((
+                            *sid,
+                            StreamDelivery {
+                                txn: txn.clone(),
+                                change: ci,
+                                op,
+                            },
+                        ));
+                    }
+                }
+            }
+        }
+
+        let mut dead = Vec::new();
+        for (view, items) in out {
+            let Some(entry) = st.views.get(&view) else {
+                continue;
+            };
+            let d = Delivery {
+                seq: txn.seq,
+                txn: txn.clone(),
+                items,
+            };
+            match entry.tx.try_send(d) {
+                Ok(()) => {}
+                Err(mpsc::error::TrySendError::Full(_)) => {
+                    if !entry.overflow.swap(true, Ordering::AcqRel) {
+                        tracing::warn!(view, "view mailbox full; it will reload");
+                    }
+                }
+                Err(mpsc::error::TrySendError::Closed(_)) => dead.push(view),
+            }
+        }
+        for view in dead {
+            if let Some(entry) = st.views.remove(&view) {
+                unlink_keys(&mut st, view, &entry.keys);
+            }
+        }
+        let mut dead_streams = Vec::new();
+        for (sid, d) in stream_out {
+            let Some(s) = st.streams.get(&sid) else {
+                continue;
+            };
+            match s.tx.try_send(d) {
+                Ok(()) => {}
+                Err(mpsc::error::TrySendError::Full(_)) => s.lagged.store(true, Ordering::Release),
+                Err(mpsc::error::TrySendError::Closed(_)) => dead_streams.push(sid),
+            }
+        }
+        for sid in dead_streams {
+            st.streams.remove(&sid);
+        }
+    }
+
+    /// Number of connected views with a mailbox (for metrics and tests).
+    pub(crate) fn view_count(&self) -> usize {
+        self.lock().views.len()
+    }
+}
+
+fn unlink_keys(st: &mut State, view: ViewId, keys: &[(TypeId, Key)]) {
+    for k in keys {
+        let Some(e) = st.by_key.get_mut(k) else {
+            continue;
+        };
+        e.views.retain(|v| *v != view);
+        if e.views.is_empty()
+            && let Some(e) = st.by_key.remove(k)
+        {
+            for id in e.ids {
+                st.ids.remove(&(k.0, id));
+            }
+        }
+    }
+}
+
+/// Routes one transaction for a single view (replay after a load).
+fn route_for_view(
+    txn: &Txn,
+    keys: &[(TypeId, Key)],
+    held: &HashSet<(TypeId, Key)>,
+    types: &HashMap<TypeId, WatchTypeInfo>,
+    ids: &HashMap<(TypeId, Key), Key>,
+    tables: &HashMap<(String, String), Vec<TypeId>>,
+) -> Vec<Item> {
+    let mut items = Vec::new();
+    for (schema, table) in &txn.reload_tables {
+        if let Some(tys) = tables.get(&(schema.clone(), table.clone())) {
+            for ty in tys {
+                if keys.iter().any(|(t, _)| t == ty) {
+                    items.push(Item {
+                        ty: *ty,
+                        change: u32::MAX,
+                        op: Op::Reload,
+                    });
+                }
+            }
+        }
+    }
+    for (ci, change) in txn.changes.iter().enumerate() {
+        for (ty, my_key) in keys {
+            let Some(info) = types.get(ty) else { continue };
+            if info.schema != change.relation.schema || info.table != change.relation.name {
+                continue;
+            }
+            let Some(r) = route_keys(info, change, ids) else {
+                continue;
+            };
+            let op = if r.new_key.as_ref() == Some(my_key) {
+                Some(Op::Upsert)
+            } else if r.old_key.as_ref() == Some(my_key) || held.contains(&(*ty, r.id.clone())) {
+                Some(Op::Remove)
+            } else {
+                None
+            };
+            if let Some(op) = op {
+                items.push(Item {
+                    ty: *ty,
+                    change: ci as u32,
+                    op,
+                });
+            }
+        }
+    }
+    items
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn snapshot_visibility() {
+        let s = Snapshot::parse("100:105:101,103").unwrap();
+        assert!(s.sees(99));
+        assert!(s.sees(100));
+        assert!(!s.sees(101));
+        assert!(s.sees(102));
+        assert!(!s.sees(103));
+        assert!(s.sees(104));
+        assert!(!s.sees(105));
+        assert!(!s.sees(200));
+        let empty = Snapshot::parse("7:7:").unwrap();
+        assert!(empty.sees(6));
+        assert!(!empty.sees(7));
+        assert!(Snapshot::parse("x:1:").is_none());
+    }
+
+    #[test]
+    fn widen_across_epochs() {
+        // A snapshot in epoch 1, just after wraparound; xid 0xFFFF_FFF0 is from epoch 0.
+        let xmax = (1u64 << 32) + 5;
+        assert_eq!(widen(0xFFFF_FFF0, xmax), 0xFFFF_FFF0);
+        assert_eq!(widen(3, xmax), (1 << 32) + 3);
+        let s = Snapshot {
+            xmin: xmax,
+            xmax,
+            xip: vec![],
+        };
+        assert!(s.sees(0xFFFF_FFF0));
+        assert!(!s.sees(9));
+    }
+}

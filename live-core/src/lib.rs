@@ -1,0 +1,116 @@
+//! # live-core
+//!
+//! Server-rendered live views whose assigns stay in sync with Postgres by themselves.
+//!
+//! A view is a Rust struct (its assigns), a `render` written with [maud](https://maud.lambda.xyz),
+//! and event handlers. A browser GETs the page and gets full HTML, then joins over a websocket;
+//! from then on only HTML diffs travel. Rows that a view watches are patched when they change in
+//! Postgres — by this app, another service or `psql` — through logical replication; nobody calls
+//! "broadcast".
+//!
+//! ```text
+//! Postgres ─pgoutput─▶ replication (listener, decoding) ─▶ fanout (key → views)
+//!   ─▶ session (one task per view: patch assigns, sync hook) ─▶ render + diff ─▶ socket ─▶ live.js
+//! ```
+//!
+//! ```no_run
+//! use std::sync::Arc;
+//! use axum::Router;
+//! use live_core::{Assigns, Ctx, Event, Live, LiveConfig, LiveView, Markup, Mount, RouterExt,
+//!                 SyncConfig, ViewError, Watch, html, keyed};
+//!
+//! #[derive(Watch, Clone, sqlx::FromRow)]
+//! #[watch(table = "todos", subscription_key = "list_id")]
+//! struct Todo { id: i64, list_id: i64, title: String, completed: bool }
+//!
+//! #[derive(Assigns)]
+//! struct List {
+//!     #[subscription_key]
+//!     list_id: i64,
+//!     #[watch]
+//!     todos: Vec<Arc<Todo>>,
+//! }
+//!
+//! impl LiveView for List {
+//!     type State = sqlx::PgPool;
+//!     type Message = ();
+//!
+//!     async fn mount(ctx: &mut Mount<'_, Self>) -> Result<Self, ViewError> {
+//!         let list_id: i64 = ctx.params().parse("id")?;
+//!         let todos: Vec<Todo> = sqlx::query_as("SELECT * FROM todos WHERE list_id = $1")
+//!             .bind(list_id)
+//!             .fetch_all(ctx.db().await?)
+//!             .await?;
+//!         Ok(List { list_id, todos: todos.into_iter().map(Arc::new).collect() })
+//!     }
+//!
+//!     fn render(&self) -> Markup {
+//!         html! { ul { (keyed("todos", &self.todos, |t| t.id).render(|t| html! { li { (t.title) } })) } }
+//!     }
+//!
+//!     async fn handle_event(&mut self, e: Event, ctx: &mut Ctx<'_, Self>) -> Result<(), ViewError> {
+//!         // Handlers only write; the change comes back through replication.
+//!         sqlx::query("INSERT INTO todos (list_id, title) VALUES ($1, $2)")
+//!             .bind(self.list_id)
+//!             .bind(e.get_as::<String>("title")?)
+//!             .execute(ctx.state())
+//!             .await?;
+//!         Ok(())
+//!     }
+//! }
+//!
+//! # async fn run() -> Result<(), Box<dyn std::error::Error>> {
+//! let url = "postgres://postgres@127.0.0.1/app";
+//! let pool = sqlx::PgPool::connect(url).await?;
+//! let live = Live::builder(pool.clone())
+//!     .config(LiveConfig::from_env())
+//!     .pool(pool)
+//!     .sync(SyncConfig::new(url))
+//!     .build()?;
+//! let app = Router::new().live_view::<List>("/lists/{id}", &live).merge(live.router());
+//! live.listen().await?; // checks the server, then streams changes
+//! live_core::serve(tokio::net::TcpListener::bind("127.0.0.1:3000").await?, app).await?;
+//! # Ok(()) }
+//! ```
+//!
+//! The modules follow the flow: [`replication`] (listener, pgoutput and value decoding) →
+//! `fanout` (routing by key and id) → `session` (one task per connected view) → `render` and
+//! `diff` → `socket` and `router` (axum) → `assets/live.js` in the browser.
+
+#![warn(missing_docs)]
+
+mod diff;
+mod fanout;
+pub mod postgres;
+mod protocol;
+pub mod replication;
+mod render;
+mod router;
+mod session;
+mod socket;
+#[cfg(feature = "testing")]
+pub mod testing;
+mod token;
+mod view;
+pub mod watch;
+
+pub use live_macros::{Assigns, Watch};
+pub use maud::{DOCTYPE, Markup, PreEscaped, html};
+pub use render::{Keyed, keyed};
+pub use replication::{ListenerStatus, SyncConfig, SyncError};
+pub use router::{ChangesBuilder, Live, LiveBuilder, LiveConfig, LiveError, Page, RouterExt, serve};
+pub use token::{Session, TokenError};
+pub use view::{
+    Assigns, Ctx, Event, EventKind, LiveView, Mount, Params, SyncCtx, ViewError, ViewGone,
+    ViewHandle,
+};
+pub use watch::{Key, KeyValue, Watch};
+
+/// Items the derive macros refer to. Not part of the public API.
+#[doc(hidden)]
+pub mod __private {
+    pub use crate::watch::{
+        ApplyError, ChangeBatch, DecodeError, HeldRows, RowData, WatchTypes, WatchedAssign,
+        apply_changes,
+    };
+}

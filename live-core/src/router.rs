@@ -1,0 +1,682 @@
+//! axum integration: the runtime ([`Live`]), mounting views on routes ([`RouterExt`]), the
+//! first (static) render of a GET, the websocket endpoint and the JavaScript client.
+
+use std::collections::{BTreeMap, HashMap};
+use std::marker::PhantomData;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, RwLock};
+use std::time::Duration;
+
+use axum::Router;
+use axum::extract::ws::WebSocketUpgrade;
+use axum::extract::{RawPathParams, State};
+use axum::http::{HeaderMap, HeaderValue, StatusCode, Uri, header};
+use axum::response::{Html, IntoResponse, Redirect, Response};
+use axum::routing::get;
+use maud::{DOCTYPE, Markup, PreEscaped, html};
+use sqlx::PgPool;
+
+use crate::fanout::{Fanout, FanoutLimits};
+use crate::replication::{ListenerStatus, SyncConfig, SyncError, run_listener, setup};
+use crate::session::{JoinRequest, ViewSpawner};
+use crate::token::{SESSION_COOKIE, Session, Signer, ViewToken, session_from_headers};
+use crate::view::{Ctx, DbSlot, LiveView, Mount, Params, Push, ViewError, ViewHandle};
+use crate::watch::{Change, ChangeStream, Key, KeyValue, Watch, WatchTypes};
+
+/// The browser client, served at `<prefix>/live.js`.
+const LIVE_JS: &str = include_str!("../../assets/live.js");
+
+/// The parts of a page a layout puts together.
+pub struct Page<'a> {
+    /// The view's title, if it has one.
+    pub title: Option<&'a str>,
+    /// Tags for `<head>`: the client script.
+    pub head: Markup,
+    /// The view's container, with its first render inside.
+    pub body: Markup,
+}
+
+type LayoutFn = dyn Fn(Page<'_>) -> Markup + Send + Sync;
+
+/// The default layout: a minimal HTML document.
+fn default_layout(page: Page<'_>) -> Markup {
+    html! {
+        (DOCTYPE)
+        html lang="en" {
+            head {
+                meta charset="utf-8";
+                meta name="viewport" content="width=device-width, initial-scale=1";
+                title { (page.title.unwrap_or("")) }
+                (page.head)
+            }
+            body { (page.body) }
+        }
+    }
+}
+
+/// Settings of the runtime.
+#[derive(Clone)]
+pub struct LiveConfig {
+    /// Key that signs view tokens and the session cookie (at least 32 bytes).
+    pub secret_key: Vec<u8>,
+    /// Where the client script and the websocket live (default `/live`).
+    pub prefix: String,
+    /// Origins allowed to open the websocket, besides the page's own host (e.g.
+    /// `https://app.example.com`).
+    pub allowed_origins: Vec<String>,
+    /// Accept websocket upgrades without an `Origin` header (non-browser clients; default false).
+    pub allow_missing_origin: bool,
+    /// How long a page's view token is valid (default 24 h); a stale page reloads.
+    pub token_max_age: Duration,
+    /// Largest websocket message accepted (default 1 MiB).
+    pub max_message_size: usize,
+    /// A connection that sends nothing (not even a heartbeat) for this long is closed
+    /// (default 60 s).
+    pub idle_timeout: Duration,
+}
+
+impl std::fmt::Debug for LiveConfig {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("LiveConfig")
+            .field("prefix", &self.prefix)
+            .field("allowed_origins", &self.allowed_origins)
+            .field("token_max_age", &self.token_max_age)
+            .field("max_message_size", &self.max_message_size)
+            .finish_non_exhaustive()
+    }
+}
+
+impl LiveConfig {
+    /// Defaults with this secret key.
+    pub fn new(secret_key: impl Into<Vec<u8>>) -> Self {
+        LiveConfig {
+            secret_key: secret_key.into(),
+            prefix: "/live".into(),
+            allowed_origins: Vec::new(),
+            allow_missing_origin: false,
+            token_max_age: Duration::from_secs(24 * 3600),
+            max_message_size: 1 << 20,
+            idle_timeout: Duration::from_secs(60),
+        }
+    }
+
+    /// Reads `LIVE_SECRET_KEY` (at least 32 bytes). Without it, a random key is generated and
+    /// a warning logged: pages then do not survive a server restart (they reload).
+    pub fn from_env() -> Self {
+        match std::env::var("LIVE_SECRET_KEY") {
+            Ok(k) if k.len() >= 32 => LiveConfig::new(k.into_bytes()),
+            _ => {
+                tracing::warn!(
+                    "LIVE_SECRET_KEY is not set (or shorter than 32 bytes); using a random key"
+                );
+                LiveConfig::new(crate::token::random_bytes(32))
+            }
+        }
+    }
+}
+
+/// Why the runtime could not be built or started.
+#[derive(Debug, thiserror::Error)]
+pub enum LiveError {
+    /// The configuration is wrong.
+    #[error("configuration: {0}")]
+    Config(String),
+    /// Replication is not set up (the message says what to run).
+    #[error(transparent)]
+    Sync(#[from] SyncError),
+}
+
+pub(crate) struct SyncRuntime {
+    pub fanout: Arc<Fanout>,
+    pub status: Arc<ListenerStatus>,
+    pub config: SyncConfig,
+    pub stop: Arc<AtomicBool>,
+    started: AtomicBool,
+}
+
+/// The shared runtime behind [`Live`].
+pub(crate) struct Runtime<S> {
+    pub state: S,
+    pub config: LiveConfig,
+    pub signer: Signer,
+    pub pool: Option<PgPool>,
+    pub sync: Option<SyncRuntime>,
+    pub views: RwLock<HashMap<String, Arc<dyn ViewSpawner<S>>>>,
+    layout: Arc<LayoutFn>,
+}
+
+impl<S> Drop for Runtime<S> {
+    fn drop(&mut self) {
+        if let Some(s) = &self.sync {
+            s.stop.store(true, Ordering::Release);
+        }
+    }
+}
+
+/// The live view runtime: app state, secret key, database and replication listener, and the
+/// views mounted on routes. Cheap to clone.
+///
+/// ```no_run
+/// use axum::Router;
+/// use live_core::{Live, LiveConfig, RouterExt};
+/// # use live_core::{Assigns, LiveView, Mount, Markup, ViewError, html};
+/// # #[derive(Assigns)] struct Counter;
+/// # impl LiveView for Counter { type State = (); type Message = ();
+/// #   async fn mount(_: &mut Mount<'_, Self>) -> Result<Self, ViewError> { Ok(Counter) }
+/// #   fn render(&self) -> Markup { html! {} } }
+/// # async fn run() -> Result<(), Box<dyn std::error::Error>> {
+/// let live = Live::builder(()).config(LiveConfig::from_env()).build()?;
+/// let app = Router::new()
+///     .live_view::<Counter>("/", &live)
+///     .merge(live.router());
+/// let listener = tokio::net::TcpListener::bind("127.0.0.1:3000").await?;
+/// live_core::serve(listener, app).await?;
+/// # Ok(()) }
+/// ```
+pub struct Live<S> {
+    pub(crate) rt: Arc<Runtime<S>>,
+}
+
+impl<S> Clone for Live<S> {
+    fn clone(&self) -> Self {
+        Live {
+            rt: self.rt.clone(),
+        }
+    }
+}
+
+/// Builds a [`Live`].
+pub struct LiveBuilder<S> {
+    state: S,
+    config: Option<LiveConfig>,
+    pool: Option<PgPool>,
+    sync: Option<SyncConfig>,
+    layout: Arc<LayoutFn>,
+}
+
+impl<S: Clone + Send + Sync + 'static> Live<S> {
+    /// Starts building a runtime around the app state.
+    pub fn builder(state: S) -> LiveBuilder<S> {
+        LiveBuilder {
+            state,
+            config: None,
+            pool: None,
+            sync: None,
+            layout: Arc::new(default_layout),
+        }
+    }
+
+    /// The app state.
+    pub fn state(&self) -> &S {
+        &self.rt.state
+    }
+
+    /// The routes of the runtime itself: `<prefix>/live.js` and `<prefix>/websocket`.
+    pub fn router<RS: Clone + Send + Sync + 'static>(&self) -> Router<RS> {
+        let prefix = self.rt.config.prefix.trim_end_matches('/').to_string();
+        let rt = self.rt.clone();
+        Router::new()
+            .route(&format!("{prefix}/live.js"), get(serve_js))
+            .route(
+                &format!("{prefix}/websocket"),
+                get(ws_upgrade::<S>).with_state(rt),
+            )
+    }
+
+    /// Registers a view at a route pattern.
+    pub(crate) fn register<V: LiveView<State = S>>(&self, path: &str) {
+        let mut types = WatchTypes::default();
+        V::watch_types(&mut types);
+        if let Some(sync) = &self.rt.sync {
+            sync.fanout.register_types(&types);
+        } else if !types.types.is_empty() {
+            tracing::warn!(
+                view = std::any::type_name::<V>(),
+                "the view has watched assigns but the runtime has no replication listener \
+                 (LiveBuilder::sync); they will not update"
+            );
+        }
+        let mut views = self.rt.views.write().unwrap_or_else(|p| p.into_inner());
+        views.insert(path.to_string(), Arc::new(crate::session::Spawner::<V>(PhantomData)));
+    }
+
+    /// Starts the replication listener: checks the server (wal_level, privileges, publication,
+    /// replica identity, columns), creates the slot if needed, and streams. Call it after
+    /// mounting the views, so their tables are known. Without `LiveBuilder::sync`, does nothing.
+    pub async fn listen(&self) -> Result<(), LiveError> {
+        let Some(sync) = &self.rt.sync else {
+            return Ok(());
+        };
+        if sync.started.swap(true, Ordering::AcqRel) {
+            return Ok(());
+        }
+        let pool = self.rt.pool.as_ref().ok_or_else(|| {
+            LiveError::Config("replication needs a pool (LiveBuilder::pool)".into())
+        })?;
+        let types = sync.fanout.types();
+        if let Err(e) = setup::check(pool, &sync.config, &types).await {
+            sync.started.store(false, Ordering::Release);
+            return Err(e.into());
+        }
+        tokio::spawn(run_listener(
+            sync.config.clone(),
+            sync.fanout.clone(),
+            sync.status.clone(),
+            sync.stop.clone(),
+        ));
+        Ok(())
+    }
+
+    /// The replication listener's figures (`None` without replication).
+    pub fn listener_status(&self) -> Option<Arc<ListenerStatus>> {
+        self.rt.sync.as_ref().map(|s| s.status.clone())
+    }
+
+    /// Number of connected views subscribed to changes.
+    pub fn connected_views(&self) -> usize {
+        self.rt.sync.as_ref().map_or(0, |s| s.fanout.view_count())
+    }
+
+    /// A stream of committed changes to rows of `T` (inserted / updated / deleted), in the
+    /// spirit of EctoWatch, for background jobs, caches and webhooks. Holds up to `capacity`
+    /// changes; a reader that falls further behind gets [`StreamError::Lagged`](crate::watch::StreamError).
+    ///
+    /// ```no_run
+    /// # use live_core::{Live, Watch, watch::Change};
+    /// # #[derive(Watch, Clone)] #[watch(table = "todos", subscription_key = "list_id")]
+    /// # struct Todo { id: i64, list_id: i64 }
+    /// # async fn f(live: Live<()>) {
+    /// let mut changes = live.changes::<Todo>().key(7_i64).subscribe(1024);
+    /// while let Some(change) = changes.recv().await {
+    ///     match change {
+    ///         Ok(Change::Inserted(todo)) => println!("new todo {}", todo.id),
+    ///         Ok(other) => println!("{other:?}"),
+    ///         Err(e) => eprintln!("{e}"),
+    ///     }
+    /// }
+    /// # }
+    /// ```
+    pub fn changes<T: Watch>(&self) -> ChangesBuilder<'_, S, T> {
+        ChangesBuilder {
+            live: self,
+            filter: crate::fanout::StreamFilter::All,
+            _t: PhantomData,
+        }
+    }
+
+    /// A `Set-Cookie` header value that stores `session` (signed) in the browser; views get it
+    /// in `mount`.
+    pub fn session_cookie(&self, session: &Session) -> HeaderValue {
+        let value = format!(
+            "{SESSION_COOKIE}={}; Path=/; HttpOnly; SameSite=Lax",
+            self.rt.signer.sign(session)
+        );
+        HeaderValue::from_str(&value).unwrap_or_else(|_| HeaderValue::from_static(""))
+    }
+}
+
+/// Chooses which changes a change stream gets; see [`Live::changes`].
+pub struct ChangesBuilder<'a, S, T> {
+    live: &'a Live<S>,
+    filter: crate::fanout::StreamFilter,
+    _t: PhantomData<fn() -> T>,
+}
+
+impl<S: Clone + Send + Sync + 'static, T: Watch> ChangesBuilder<'_, S, T> {
+    /// Only rows whose subscription key is `key` (moves in and out appear as inserts and
+    /// deletes).
+    pub fn key(mut self, key: impl KeyValue) -> Self {
+        self.filter = match key.to_key() {
+            Some(k) => crate::fanout::StreamFilter::Key(k),
+            None => crate::fanout::StreamFilter::Key(Key::from("\u{0}null")),
+        };
+        self
+    }
+
+    /// Only the row with this id.
+    pub fn id(mut self, id: impl KeyValue) -> Self {
+        self.filter = match id.to_key() {
+            Some(k) => crate::fanout::StreamFilter::Id(k),
+            None => crate::fanout::StreamFilter::Id(Key::from("\u{0}null")),
+        };
+        self
+    }
+
+    /// Subscribes, buffering up to `capacity` changes.
+    pub fn subscribe(self, capacity: usize) -> ChangeStream<T> {
+        match &self.live.rt.sync {
+            Some(sync) => {
+                let mut types = WatchTypes::default();
+                types.add::<T>();
+                sync.fanout.register_types(&types);
+                ChangeStream::new(sync.fanout.clone(), self.filter, capacity)
+            }
+            None => ChangeStream::closed(),
+        }
+    }
+}
+
+#[allow(dead_code)]
+fn _assert_change_is_debug<T: Watch + std::fmt::Debug>(c: Change<T>) -> String {
+    format!("{c:?}")
+}
+
+impl<S: Clone + Send + Sync + 'static> LiveBuilder<S> {
+    /// Sets the configuration (secret key, origins, limits).
+    pub fn config(mut self, config: LiveConfig) -> Self {
+        self.config = Some(config);
+        self
+    }
+
+    /// The pool that mounts load rows with (`Mount::db`).
+    pub fn pool(mut self, pool: PgPool) -> Self {
+        self.pool = Some(pool);
+        self
+    }
+
+    /// Enables the replication listener (start it with [`Live::listen`]).
+    pub fn sync(mut self, config: SyncConfig) -> Self {
+        self.sync = Some(config);
+        self
+    }
+
+    /// Sets the page layout.
+    ///
+    /// ```
+    /// use live_core::{Live, LiveConfig, html};
+    /// let live = Live::builder(())
+    ///     .config(LiveConfig::new(vec![7u8; 32]))
+    ///     .layout(|page| html! {
+    ///         html { head { (page.head) link rel="stylesheet" href="/app.css"; } body { (page.body) } }
+    ///     })
+    ///     .build()
+    ///     .unwrap();
+    /// ```
+    pub fn layout(mut self, layout: impl Fn(Page<'_>) -> Markup + Send + Sync + 'static) -> Self {
+        self.layout = Arc::new(layout);
+        self
+    }
+
+    /// Builds the runtime.
+    pub fn build(self) -> Result<Live<S>, LiveError> {
+        let config = self.config.unwrap_or_else(LiveConfig::from_env);
+        if config.secret_key.len() < 32 {
+            return Err(LiveError::Config(
+                "the secret key must be at least 32 bytes".into(),
+            ));
+        }
+        let sync = self.sync.map(|config| SyncRuntime {
+            fanout: Arc::new(Fanout::new(FanoutLimits::default())),
+            status: Arc::new(ListenerStatus::default()),
+            config,
+            stop: Arc::new(AtomicBool::new(false)),
+            started: AtomicBool::new(false),
+        });
+        Ok(Live {
+            rt: Arc::new(Runtime {
+                signer: Signer::new(&config.secret_key),
+                state: self.state,
+                config,
+                pool: self.pool,
+                sync,
+                views: RwLock::new(HashMap::new()),
+                layout: self.layout,
+            }),
+        })
+    }
+}
+
+/// Mounts live views on an axum router.
+pub trait RouterExt<RS> {
+    /// Serves view `V` at `path` (an axum route pattern such as `/lists/{id}`): a GET renders
+    /// the page; the browser then joins over the websocket.
+    fn live_view<V: LiveView>(self, path: &str, live: &Live<V::State>) -> Self;
+}
+
+impl<RS: Clone + Send + Sync + 'static> RouterExt<RS> for Router<RS> {
+    fn live_view<V: LiveView>(self, path: &str, live: &Live<V::State>) -> Self {
+        live.register::<V>(path);
+        let rt = live.rt.clone();
+        let route: Arc<str> = Arc::from(path);
+        self.route(
+            path,
+            get(move |params: RawPathParams, uri: Uri, headers: HeaderMap| {
+                let rt = rt.clone();
+                let route = route.clone();
+                async move { render_page::<V>(rt, route, params, uri, headers).await }
+            }),
+        )
+    }
+}
+
+/// Serves an app with `TCP_NODELAY` set on every connection (small diff frames must not wait
+/// for Nagle's algorithm).
+pub async fn serve(listener: tokio::net::TcpListener, app: Router) -> std::io::Result<()> {
+    use axum::serve::ListenerExt;
+    let listener = listener.tap_io(|tcp| {
+        if let Err(e) = tcp.set_nodelay(true) {
+            tracing::debug!(error = %e, "could not set TCP_NODELAY");
+        }
+    });
+    axum::serve(listener, app).await
+}
+
+async fn serve_js() -> Response {
+    (
+        [
+            (header::CONTENT_TYPE, "text/javascript; charset=utf-8"),
+            (header::CACHE_CONTROL, "public, max-age=300"),
+        ],
+        LIVE_JS,
+    )
+        .into_response()
+}
+
+fn error_status(e: &ViewError) -> (StatusCode, &'static str) {
+    match e {
+        ViewError::NotFound => (StatusCode::NOT_FOUND, "Not found"),
+        ViewError::BadRequest(_) | ViewError::UnknownEvent(_) => {
+            (StatusCode::BAD_REQUEST, "Bad request")
+        }
+        ViewError::Unauthorized => (StatusCode::FORBIDDEN, "Forbidden"),
+        _ => (StatusCode::INTERNAL_SERVER_ERROR, "Something went wrong"),
+    }
+}
+
+/// The first render of a GET: mount (disconnected), params, render, token, layout.
+async fn render_page<V: LiveView>(
+    rt: Arc<Runtime<V::State>>,
+    route: Arc<str>,
+    raw: RawPathParams,
+    uri: Uri,
+    headers: HeaderMap,
+) -> Response {
+    let span = tracing::info_span!("page", view = std::any::type_name::<V>(), %uri);
+    let _guard = span.enter();
+    drop(_guard);
+    let session = session_from_headers(&headers, &rt.signer);
+    let path_params: BTreeMap<String, String> = raw
+        .iter()
+        .map(|(k, v)| (k.to_string(), v.to_string()))
+        .collect();
+    let uri_str = uri
+        .path_and_query()
+        .map(|p| p.as_str().to_string())
+        .unwrap_or_else(|| uri.path().to_string());
+    let params = Params::from_parts(path_params.clone(), &uri_str);
+    let mut db = DbSlot::new(rt.pool.clone());
+    let mounted = {
+        let mut m = Mount::<V> {
+            state: &rt.state,
+            params: &params,
+            session: &session,
+            connected: false,
+            db: &mut db,
+        };
+        V::mount(&mut m).await
+    };
+    if let Err(e) = db.finish().await {
+        tracing::warn!(error = %e, "mount transaction did not commit");
+    }
+    let mut view = match mounted {
+        Ok(v) => v,
+        Err(e) => return error_page(&rt, &e),
+    };
+    let (handle, _rx) = ViewHandle::<V::Message>::new();
+    let mut pushes = Vec::new();
+    {
+        let mut ctx = Ctx::<V> {
+            state: &rt.state,
+            session: &session,
+            handle: &handle,
+            pushes: &mut pushes,
+        };
+        if let Err(e) = view.handle_params(&params, &mut ctx).await {
+            return error_page(&rt, &e);
+        }
+    }
+    for p in &pushes {
+        match p {
+            Push::Redirect { to } | Push::Patch { to, .. } => {
+                return Redirect::to(to).into_response();
+            }
+            Push::Event { .. } => {}
+        }
+    }
+    let body_html = crate::render::render_static(|| view.render());
+    let title = view.title();
+    let token = rt.signer.sign(&ViewToken::new(
+        route.to_string(),
+        path_params,
+        session,
+        rt.config.token_max_age,
+    ));
+    let id: String = crate::token::random_bytes(6)
+        .iter()
+        .map(|b| format!("{b:02x}"))
+        .collect();
+    let prefix = rt.config.prefix.trim_end_matches('/');
+    let page = Page {
+        title: title.as_deref(),
+        head: html! {
+            script defer src=(format!("{prefix}/live.js")) data-live-socket=(format!("{prefix}/websocket")) {}
+        },
+        body: html! {
+            div id=(format!("lv-{id}")) data-live-root data-live-token=(token) class="live-loading" {
+                (PreEscaped(body_html))
+            }
+        },
+    };
+    Html((rt.layout)(page).into_string()).into_response()
+}
+
+fn error_page<S>(rt: &Runtime<S>, e: &ViewError) -> Response {
+    let (status, text) = error_status(e);
+    if status == StatusCode::INTERNAL_SERVER_ERROR {
+        tracing::error!(error = %e, "mount failed");
+    } else {
+        tracing::info!(error = %e, "mount refused");
+    }
+    let detail = match e {
+        ViewError::BadRequest(m) => Some(m.clone()),
+        _ => None,
+    };
+    let page = Page {
+        title: Some(text),
+        head: html! {},
+        body: html! {
+            main class="live-error-page" {
+                h1 { (status.as_u16()) " " (text) }
+                @if let Some(d) = detail { p { (d) } }
+                p { a href="/" { "Back to the start" } }
+            }
+        },
+    };
+    (status, Html((rt.layout)(page).into_string())).into_response()
+}
+
+/// Whether the websocket's `Origin` may connect.
+fn origin_allowed(config: &LiveConfig, headers: &HeaderMap) -> bool {
+    let Some(origin) = headers.get(header::ORIGIN).and_then(|o| o.to_str().ok()) else {
+        return config.allow_missing_origin;
+    };
+    if config.allowed_origins.iter().any(|o| o == origin) {
+        return true;
+    }
+    let authority = origin
+        .split_once("://")
+        .map(|(_, rest)| rest.trim_end_matches('/'))
+        .unwrap_or("");
+    let host = headers
+        .get(header::HOST)
+        .and_then(|h| h.to_str().ok())
+        .unwrap_or("");
+    !authority.is_empty() && authority.eq_ignore_ascii_case(host)
+}
+
+async fn ws_upgrade<S: Clone + Send + Sync + 'static>(
+    State(rt): State<Arc<Runtime<S>>>,
+    headers: HeaderMap,
+    ws: WebSocketUpgrade,
+) -> Response {
+    if !origin_allowed(&rt.config, &headers) {
+        tracing::warn!(
+            origin = ?headers.get(header::ORIGIN),
+            host = ?headers.get(header::HOST),
+            "websocket refused: foreign origin"
+        );
+        return (StatusCode::FORBIDDEN, "origin not allowed").into_response();
+    }
+    let max = rt.config.max_message_size;
+    ws.read_buffer_size(4 * 1024)
+        .write_buffer_size(16 * 1024)
+        .max_write_buffer_size(8 << 20)
+        .max_message_size(max)
+        .max_frame_size(max)
+        .on_upgrade(move |socket| crate::socket::serve_socket(rt, socket))
+}
+
+/// Looks up a registered view and starts it for a join.
+pub(crate) fn spawn_view<S: Clone + Send + Sync + 'static>(
+    rt: &Arc<Runtime<S>>,
+    req: JoinRequest,
+) -> Result<(), JoinRequest> {
+    let spawner = {
+        let views = rt.views.read().unwrap_or_else(|p| p.into_inner());
+        views.get(&req.token.route).cloned()
+    };
+    match spawner {
+        Some(s) => {
+            s.spawn(rt.clone(), req);
+            Ok(())
+        }
+        None => Err(req),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn headers(origin: Option<&str>, host: &str) -> HeaderMap {
+        let mut h = HeaderMap::new();
+        if let Some(o) = origin {
+            h.insert(header::ORIGIN, HeaderValue::from_str(o).unwrap());
+        }
+        h.insert(header::HOST, HeaderValue::from_str(host).unwrap());
+        h
+    }
+
+    #[test]
+    fn origins() {
+        let mut c = LiveConfig::new(vec![0; 32]);
+        assert!(origin_allowed(&c, &headers(Some("http://127.0.0.1:3000"), "127.0.0.1:3000")));
+        assert!(!origin_allowed(&c, &headers(Some("http://evil.example"), "127.0.0.1:3000")));
+        assert!(!origin_allowed(&c, &headers(None, "127.0.0.1:3000")));
+        assert!(!origin_allowed(&c, &headers(Some("null"), "127.0.0.1:3000")));
+        c.allowed_origins.push("https://app.example".into());
+        assert!(origin_allowed(&c, &headers(Some("https://app.example"), "internal:80")));
+        c.allow_missing_origin = true;
+        assert!(origin_allowed(&c, &headers(None, "x")));
+    }
+}

@@ -1,0 +1,700 @@
+//! One connected view: its tokio task, its mailbox of database changes, and its loop that
+//! handles events, server messages and changes one at a time, renders, and sends diffs.
+//!
+//! Mounting follows the fence of the design notes: the view gets a mailbox, its rows are loaded
+//! in one `REPEATABLE READ` transaction whose snapshot is recorded, then it subscribes with its
+//! key; the fan-out replays every recent transaction that snapshot did not see. Nothing
+//! committed meanwhile is lost, and nothing the load saw is applied again.
+
+use std::marker::PhantomData;
+use std::panic::AssertUnwindSafe;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::time::Duration;
+
+use axum::extract::ws::Message;
+use futures_util::FutureExt;
+use tokio::sync::mpsc;
+use tracing::Instrument;
+
+use crate::diff::{encode_diff, write_model};
+use crate::fanout::{Delivery, Fanout, Gap, Op, Snapshot, ViewId};
+use crate::protocol::{error_reply, frame, reply};
+use crate::render::{Rendered, render_tracked};
+use crate::router::Runtime;
+use crate::token::{Session, ViewToken};
+use crate::view::{Ctx, DbSlot, Event, LiveView, Mount, Params, Push, SyncCtx, ViewError, ViewHandle};
+use crate::watch::{ApplyError, ChangeBatch, HeldRows, Key, WatchTypes};
+
+/// What the connection forwards to a view.
+#[derive(Debug)]
+pub(crate) enum ToView {
+    Event {
+        msg_ref: Option<String>,
+        event: Event,
+    },
+    Params {
+        msg_ref: Option<String>,
+        url: String,
+    },
+    Resync {
+        msg_ref: Option<String>,
+    },
+}
+
+/// Frames to the socket writer.
+pub(crate) type Outbound = mpsc::Sender<Message>;
+
+/// A verified join, ready to start a view.
+pub(crate) struct JoinRequest {
+    pub topic: String,
+    pub join_ref: String,
+    pub msg_ref: Option<String>,
+    pub token: ViewToken,
+    pub url: String,
+    pub inbox: mpsc::Receiver<ToView>,
+    pub out: Outbound,
+    pub done: mpsc::UnboundedSender<(String, String)>,
+}
+
+/// Starts views of one type (type-erased, one per registered route).
+pub(crate) trait ViewSpawner<S>: Send + Sync {
+    fn spawn(&self, rt: Arc<Runtime<S>>, req: JoinRequest);
+}
+
+pub(crate) struct Spawner<V>(pub PhantomData<fn() -> V>);
+
+impl<V: LiveView> ViewSpawner<V::State> for Spawner<V> {
+    fn spawn(&self, rt: Arc<Runtime<V::State>>, req: JoinRequest) {
+        let span = tracing::info_span!("view", view = std::any::type_name::<V>(), topic = %req.topic);
+        tokio::spawn(run::<V>(rt, req).instrument(span));
+    }
+}
+
+/// Why a view ends.
+enum End {
+    /// The socket is gone or the view left: end quietly.
+    Gone,
+    /// The view crashed (a panic, or a reload that keeps failing): tell the client.
+    Crash(String),
+}
+
+fn panic_message(p: Box<dyn std::any::Any + Send>) -> String {
+    if let Some(s) = p.downcast_ref::<&str>() {
+        (*s).to_string()
+    } else if let Some(s) = p.downcast_ref::<String>() {
+        s.clone()
+    } else {
+        "panic".to_string()
+    }
+}
+
+/// Turns the client's URL into params for `route`.
+pub(crate) fn params_for(route: &str, token: &ViewToken, url: &str) -> Params {
+    let path_and_query = match url::Url::parse(url) {
+        Ok(u) => match u.query() {
+            Some(q) => format!("{}?{q}", u.path()),
+            None => u.path().to_string(),
+        },
+        Err(_) if url.starts_with('/') => url.to_string(),
+        Err(_) => String::from("/"),
+    };
+    let path = path_and_query.split('?').next().unwrap_or("/");
+    let mut router = matchit::Router::new();
+    let matched = router
+        .insert(route, ())
+        .ok()
+        .and_then(|_| router.at(path).ok())
+        .map(|m| {
+            m.params
+                .iter()
+                .map(|(k, v)| (k.to_string(), v.to_string()))
+                .collect::<Vec<_>>()
+        });
+    match matched {
+        Some(pp) => Params::from_parts(pp, &path_and_query),
+        None => Params::from_parts(token.path_params.clone(), &path_and_query),
+    }
+}
+
+struct Subscription {
+    fanout: Arc<Fanout>,
+    id: ViewId,
+    rx: mpsc::Receiver<Delivery>,
+    overflow: Arc<AtomicBool>,
+    seq_after: u64,
+    key: Option<Key>,
+}
+
+impl Drop for Subscription {
+    fn drop(&mut self) {
+        self.fanout.remove_view(self.id);
+    }
+}
+
+/// Where a view's frames go.
+struct Wire {
+    topic: String,
+    join_ref: String,
+    out: Outbound,
+}
+
+impl Wire {
+    async fn send(&self, text: String) -> Result<(), End> {
+        self.out
+            .send(Message::Text(text.into()))
+            .await
+            .map_err(|_| End::Gone)
+    }
+
+    async fn push(&self, event: &str, payload: &str) -> Result<(), End> {
+        self.send(frame(Some(&self.join_ref), None, &self.topic, event, payload))
+            .await
+    }
+
+    async fn reply_ok(&self, msg_ref: Option<&str>, response: &str) -> Result<(), End> {
+        self.send(reply(Some(&self.join_ref), msg_ref, &self.topic, true, response))
+            .await
+    }
+
+    async fn reply_error(&self, msg_ref: Option<&str>, reason: &str) -> Result<(), End> {
+        self.send(error_reply(Some(&self.join_ref), msg_ref, &self.topic, reason))
+            .await
+    }
+}
+
+struct ViewSession<V: LiveView> {
+    rt: Arc<Runtime<V::State>>,
+    view: V,
+    wire: Wire,
+    session: Session,
+    params: Params,
+    route: String,
+    token: ViewToken,
+    model: Rendered,
+    version: u64,
+    title: Option<String>,
+    handle: ViewHandle<V::Message>,
+    info_rx: mpsc::UnboundedReceiver<V::Message>,
+    sub: Option<Subscription>,
+    types: WatchTypes,
+}
+
+async fn run<V: LiveView>(rt: Arc<Runtime<V::State>>, req: JoinRequest) {
+    let JoinRequest {
+        topic,
+        join_ref,
+        msg_ref,
+        token,
+        url,
+        mut inbox,
+        out,
+        done,
+    } = req;
+    let route = token.route.clone();
+    let params = params_for(&route, &token, &url);
+    let session = token.session.clone();
+    let mut types = WatchTypes::default();
+    V::watch_types(&mut types);
+    let watched = !types.types.is_empty();
+    let sub = match (&rt.sync, watched) {
+        (Some(sync), true) => {
+            let (id, rx, overflow) = sync.fanout.add_view();
+            Some(Subscription {
+                fanout: sync.fanout.clone(),
+                id,
+                rx,
+                overflow,
+                seq_after: 0,
+                key: None,
+            })
+        }
+        _ => None,
+    };
+    let s0 = sub.as_ref().map(|s| s.fanout.next_seq()).unwrap_or(0);
+    let mut db = DbSlot::new(rt.pool.clone());
+    let mounted = mount_view::<V>(&rt, &params, &session, &mut db, sub.is_some()).await;
+    let view = match mounted {
+        Ok(v) => v,
+        Err(reason) => {
+            let _ = out
+                .send(Message::Text(
+                    error_reply(Some(&join_ref), msg_ref.as_deref(), &topic, reason).into(),
+                ))
+                .await;
+            let _ = done.send((topic, join_ref));
+            return;
+        }
+    };
+    let (handle, info_rx) = ViewHandle::new();
+    let mut s = ViewSession::<V> {
+        rt,
+        view,
+        wire: Wire {
+            topic,
+            join_ref,
+            out,
+        },
+        session,
+        params,
+        route,
+        token,
+        model: Rendered::default(),
+        version: 0,
+        title: None,
+        handle,
+        info_rx,
+        sub,
+        types,
+    };
+    let end = match s.start(s0, db.snapshot.take(), msg_ref).await {
+        Ok(()) => s.run_loop(&mut inbox).await,
+        Err(e) => e,
+    };
+    if let End::Crash(why) = end {
+        tracing::error!(reason = %why, "view crashed");
+        let payload = serde_json::json!({ "reason": "crashed" }).to_string();
+        let _ = s.wire.push("error", &payload).await;
+    }
+    let _ = done.send((s.wire.topic.clone(), s.wire.join_ref.clone()));
+}
+
+/// Mounts (connected). Returns the client's error reason on failure.
+async fn mount_view<V: LiveView>(
+    rt: &Runtime<V::State>,
+    params: &Params,
+    session: &Session,
+    db: &mut DbSlot,
+    fence: bool,
+) -> Result<V, &'static str> {
+    if fence && let Err(e) = db.begin().await {
+        tracing::error!(error = %e, "could not open the mount transaction");
+        return Err("mount_failed");
+    }
+    let result = {
+        let mut m = Mount::<V> {
+            state: &rt.state,
+            params,
+            session,
+            connected: true,
+            db,
+        };
+        AssertUnwindSafe(Box::pin(V::mount(&mut m)))
+            .catch_unwind()
+            .await
+    };
+    let view = match result {
+        Ok(Ok(v)) => v,
+        Ok(Err(e)) => {
+            return Err(match e {
+                ViewError::NotFound => "not_found",
+                ViewError::Unauthorized => "unauthorized",
+                e => {
+                    tracing::error!(error = %e, "mount failed");
+                    "mount_failed"
+                }
+            });
+        }
+        Err(p) => {
+            tracing::error!(panic = %panic_message(p), "mount panicked");
+            return Err("mount_failed");
+        }
+    };
+    if let Err(e) = db.finish().await {
+        tracing::error!(error = %e, "mount transaction did not commit");
+        return Err("mount_failed");
+    }
+    Ok(view)
+}
+
+impl<V: LiveView> ViewSession<V> {
+    /// After mount: sync hooks, subscription with replay, params, first render, join reply.
+    async fn start(
+        &mut self,
+        s0: u64,
+        snapshot: Option<Snapshot>,
+        msg_ref: Option<String>,
+    ) -> Result<(), End> {
+        self.run_hooks().await?;
+        if self.sub.is_some() {
+            match self.subscribe(s0, snapshot.as_ref()).await {
+                Ok(true) => {}
+                Ok(false) | Err(Gap) => self.reload().await?,
+            }
+        }
+        let params = self.params.clone();
+        let mut pushes = Vec::new();
+        self.call_params(&params, &mut pushes).await?;
+        let tracked = self.render_tracked()?;
+        self.model = tracked.model;
+        self.version = 1;
+        self.title = self.view.title();
+        let mut rendered = String::new();
+        write_model(&mut rendered, &self.model);
+        let response = format!(
+            "{{\"rendered\":{rendered},\"v\":1,\"title\":{}}}",
+            serde_json::to_string(&self.title).unwrap_or_else(|_| "null".into())
+        );
+        self.wire.reply_ok(msg_ref.as_deref(), &response).await?;
+        self.process_pushes(pushes).await
+    }
+
+    async fn run_loop(&mut self, inbox: &mut mpsc::Receiver<ToView>) -> End {
+        loop {
+            let result = tokio::select! {
+                biased;
+                msg = inbox.recv() => match msg {
+                    None => return End::Gone,
+                    Some(m) => self.on_inbound(m).await,
+                },
+                Some(msg) = self.info_rx.recv() => self.on_info(msg).await,
+                Some(d) = recv_delivery(&mut self.sub) => self.on_changes(d).await,
+            };
+            if let Err(end) = result {
+                return end;
+            }
+        }
+    }
+
+    async fn on_inbound(&mut self, msg: ToView) -> Result<(), End> {
+        match msg {
+            ToView::Event { msg_ref, event } => self.on_event(msg_ref, event).await,
+            ToView::Params { msg_ref, url } => {
+                self.params = params_for(&self.route, &self.token, &url);
+                let params = self.params.clone();
+                let mut pushes = Vec::new();
+                self.call_params(&params, &mut pushes).await?;
+                self.after_handler(pushes).await?;
+                self.wire.reply_ok(msg_ref.as_deref(), "{}").await
+            }
+            ToView::Resync { msg_ref } => {
+                self.version += 1;
+                if let Some(p) = encode_diff(&[], &self.model, &[], self.version, true) {
+                    self.wire.push("diff", &p).await?;
+                }
+                self.wire.reply_ok(msg_ref.as_deref(), "{}").await
+            }
+        }
+    }
+
+    async fn on_event(&mut self, msg_ref: Option<String>, event: Event) -> Result<(), End> {
+        let mut pushes = Vec::new();
+        let name = event.name.clone();
+        let result = {
+            let mut ctx = Ctx::<V> {
+                state: &self.rt.state,
+                session: &self.session,
+                handle: &self.handle,
+                pushes: &mut pushes,
+            };
+            AssertUnwindSafe(Box::pin(self.view.handle_event(event, &mut ctx)))
+                .catch_unwind()
+                .await
+        };
+        let error = match result {
+            Err(p) => return Err(End::Crash(format!("handle_event panicked: {}", panic_message(p)))),
+            Ok(Ok(())) => None,
+            Ok(Err(ViewError::UnknownEvent(n))) => {
+                tracing::warn!(event = %n, "unknown event");
+                Some("unknown_event")
+            }
+            Ok(Err(ViewError::BadRequest(m))) => {
+                tracing::warn!(event = %name, error = %m, "bad event payload");
+                Some("bad_payload")
+            }
+            Ok(Err(e)) => {
+                tracing::error!(event = %name, error = %e, "event handler failed");
+                Some("handler_failed")
+            }
+        };
+        self.after_handler(pushes).await?;
+        match error {
+            None => self.wire.reply_ok(msg_ref.as_deref(), "{}").await,
+            Some(reason) => self.wire.reply_error(msg_ref.as_deref(), reason).await,
+        }
+    }
+
+    async fn on_info(&mut self, msg: V::Message) -> Result<(), End> {
+        let mut pushes = Vec::new();
+        let result = {
+            let mut ctx = Ctx::<V> {
+                state: &self.rt.state,
+                session: &self.session,
+                handle: &self.handle,
+                pushes: &mut pushes,
+            };
+            AssertUnwindSafe(Box::pin(self.view.handle_info(msg, &mut ctx)))
+                .catch_unwind()
+                .await
+        };
+        match result {
+            Err(p) => return Err(End::Crash(format!("handle_info panicked: {}", panic_message(p)))),
+            Ok(Err(e)) => tracing::error!(error = %e, "handle_info failed"),
+            Ok(Ok(())) => {}
+        }
+        self.after_handler(pushes).await
+    }
+
+    async fn call_params(&mut self, params: &Params, pushes: &mut Vec<Push>) -> Result<(), End> {
+        let result = {
+            let mut ctx = Ctx::<V> {
+                state: &self.rt.state,
+                session: &self.session,
+                handle: &self.handle,
+                pushes,
+            };
+            AssertUnwindSafe(Box::pin(self.view.handle_params(params, &mut ctx)))
+                .catch_unwind()
+                .await
+        };
+        match result {
+            Err(p) => Err(End::Crash(format!(
+                "handle_params panicked: {}",
+                panic_message(p)
+            ))),
+            Ok(Err(e)) => {
+                tracing::warn!(error = %e, "handle_params failed");
+                Ok(())
+            }
+            Ok(Ok(())) => Ok(()),
+        }
+    }
+
+    /// After any handler: follow a changed subscription key, render and send, then pushes.
+    async fn after_handler(&mut self, pushes: Vec<Push>) -> Result<(), End> {
+        if let Some(sub) = &self.sub
+            && sub.key != self.view.subscription_key()
+        {
+            self.reload().await?;
+        }
+        self.render_and_send().await?;
+        self.process_pushes(pushes).await
+    }
+
+    async fn process_pushes(&mut self, pushes: Vec<Push>) -> Result<(), End> {
+        for p in pushes {
+            match p {
+                Push::Patch { to, replace } => {
+                    self.params = params_for(&self.route, &self.token, &to);
+                    let params = self.params.clone();
+                    let mut more = Vec::new();
+                    self.call_params(&params, &mut more).await?;
+                    self.render_and_send().await?;
+                    let payload = serde_json::json!({ "to": to, "replace": replace }).to_string();
+                    self.wire.push("patch", &payload).await?;
+                    // Pushes from that params handler (a redirect, say) are followed once.
+                    for q in more {
+                        if let Push::Redirect { to } = q {
+                            let payload = serde_json::json!({ "to": to }).to_string();
+                            self.wire.push("redirect", &payload).await?;
+                        }
+                    }
+                }
+                Push::Redirect { to } => {
+                    let payload = serde_json::json!({ "to": to }).to_string();
+                    self.wire.push("redirect", &payload).await?;
+                }
+                Push::Event { name, payload } => {
+                    let payload = serde_json::json!({ "event": name, "payload": payload }).to_string();
+                    self.wire.push("push_event", &payload).await?;
+                }
+            }
+        }
+        Ok(())
+    }
+
+    fn render_tracked(&mut self) -> Result<crate::render::Tracked, End> {
+        let view = &self.view;
+        let model = &mut self.model;
+        std::panic::catch_unwind(AssertUnwindSafe(|| render_tracked(model, || view.render())))
+            .map_err(|p| End::Crash(format!("render panicked: {}", panic_message(p))))
+    }
+
+    /// Renders and sends the diff (if anything changed) and the title (if it changed).
+    async fn render_and_send(&mut self) -> Result<(), End> {
+        let prev_statics = std::mem::take(&mut self.model.statics);
+        let tracked = self.render_tracked()?;
+        let next_version = self.version + 1;
+        let payload = encode_diff(
+            &prev_statics,
+            &tracked.model,
+            &tracked.ops,
+            next_version,
+            !tracked.same_shape,
+        );
+        self.model = tracked.model;
+        if let Some(p) = payload {
+            self.version = next_version;
+            self.wire.push("diff", &p).await?;
+        }
+        let title = self.view.title();
+        if title != self.title {
+            self.title = title;
+            if let Some(t) = &self.title {
+                let payload = serde_json::json!({ "title": t }).to_string();
+                self.wire.push("title", &payload).await?;
+            }
+        }
+        Ok(())
+    }
+
+    async fn run_hooks(&mut self) -> Result<(), End> {
+        let result = {
+            let mut ctx = SyncCtx::<V> {
+                state: &self.rt.state,
+            };
+            AssertUnwindSafe(Box::pin(self.view.run_sync_hooks(&mut ctx)))
+                .catch_unwind()
+                .await
+        };
+        match result {
+            Err(p) => Err(End::Crash(format!("sync hook panicked: {}", panic_message(p)))),
+            Ok(Err(e)) => {
+                tracing::error!(error = %e, "sync hook failed");
+                Ok(())
+            }
+            Ok(Ok(())) => Ok(()),
+        }
+    }
+
+    /// Subscribes with the view's key and applies the replay. `Ok(false)`: the replay asks
+    /// for a reload.
+    async fn subscribe(&mut self, since: u64, snapshot: Option<&Snapshot>) -> Result<bool, Gap> {
+        let Some(sub) = &mut self.sub else {
+            return Ok(true);
+        };
+        let key = self.view.subscription_key();
+        let keys: Vec<_> = match &key {
+            Some(k) => self.types.types.iter().map(|t| (t.type_id, k.clone())).collect(),
+            None => Vec::new(),
+        };
+        let mut held = HeldRows::default();
+        self.view.held_rows(&mut held);
+        let (replay, seq_after) = sub.fanout.subscribe(sub.id, keys, &held, since, snapshot)?;
+        sub.seq_after = seq_after;
+        sub.key = key;
+        if replay.is_empty() {
+            return Ok(true);
+        }
+        Ok(matches!(self.apply(replay).await, Ok(Applied::Done)))
+    }
+
+    /// Reloads the watched assigns under a new fence (retrying a few times).
+    async fn reload(&mut self) -> Result<(), End> {
+        let Some(fanout) = self.sub.as_ref().map(|s| s.fanout.clone()) else {
+            return Ok(());
+        };
+        let mut delay = Duration::from_millis(50);
+        for attempt in 0..6 {
+            if let Some(sub) = &self.sub {
+                sub.overflow.store(false, Ordering::Release);
+            }
+            let s0 = fanout.next_seq();
+            let mut db = DbSlot::new(self.rt.pool.clone());
+            let result = match db.begin().await {
+                Err(e) => Ok(Err(e)),
+                Ok(_) => {
+                    let mut m = Mount::<V> {
+                        state: &self.rt.state,
+                        params: &self.params,
+                        session: &self.session,
+                        connected: true,
+                        db: &mut db,
+                    };
+                    AssertUnwindSafe(Box::pin(self.view.reload(&mut m)))
+                        .catch_unwind()
+                        .await
+                }
+            };
+            match result {
+                Err(p) => return Err(End::Crash(format!("reload panicked: {}", panic_message(p)))),
+                Ok(Err(e)) => {
+                    tracing::warn!(error = %e, attempt, "reload failed; retrying");
+                    tokio::time::sleep(delay).await;
+                    delay *= 2;
+                    continue;
+                }
+                Ok(Ok(())) => {}
+            }
+            if let Err(e) = db.finish().await {
+                tracing::warn!(error = %e, attempt, "reload transaction failed; retrying");
+                continue;
+            }
+            self.run_hooks().await?;
+            match self.subscribe(s0, db.snapshot.as_ref()).await {
+                Ok(true) => return Ok(()),
+                Ok(false) | Err(Gap) => continue,
+            }
+        }
+        Err(End::Crash("reload kept failing".into()))
+    }
+
+    async fn on_changes(&mut self, first: Delivery) -> Result<(), End> {
+        let mut batch = vec![first];
+        let mut overflow = false;
+        if let Some(sub) = &mut self.sub {
+            while batch.len() < 256 {
+                match sub.rx.try_recv() {
+                    Ok(d) => batch.push(d),
+                    Err(_) => break,
+                }
+            }
+            let after = sub.seq_after;
+            batch.retain(|d| d.seq >= after);
+            overflow = sub.overflow.load(Ordering::Acquire);
+        }
+        if overflow {
+            tracing::info!("view fell behind; reloading");
+            self.reload().await?;
+        } else if !batch.is_empty() {
+            match self.apply(batch).await? {
+                Applied::Done => {}
+                Applied::Reload => self.reload().await?,
+            }
+        }
+        self.render_and_send().await
+    }
+
+    async fn apply(&mut self, deliveries: Vec<Delivery>) -> Result<Applied, End> {
+        if deliveries
+            .iter()
+            .any(|d| d.items.iter().any(|i| i.op == Op::Reload))
+        {
+            return Ok(Applied::Reload);
+        }
+        let batch = ChangeBatch { deliveries };
+        let result = {
+            let mut ctx = SyncCtx::<V> {
+                state: &self.rt.state,
+            };
+            AssertUnwindSafe(Box::pin(self.view.apply_changes(&batch, &mut ctx)))
+                .catch_unwind()
+                .await
+        };
+        match result {
+            Err(p) => Err(End::Crash(format!("applying changes panicked: {}", panic_message(p)))),
+            Ok(Ok(_)) => Ok(Applied::Done),
+            Ok(Err(ApplyError::Reload)) => Ok(Applied::Reload),
+            Ok(Err(ApplyError::Decode(e))) => {
+                tracing::error!(error = %e, "a row did not decode; reloading the view");
+                Ok(Applied::Reload)
+            }
+            Ok(Err(ApplyError::Hook(e))) => {
+                tracing::error!(error = %e, "sync hook failed");
+                Ok(Applied::Done)
+            }
+        }
+    }
+}
+
+enum Applied {
+    Done,
+    Reload,
+}
+
+async fn recv_delivery(sub: &mut Option<Subscription>) -> Option<Delivery> {
+    match sub {
+        Some(s) => s.rx.recv().await,
+        None => std::future::pending().await,
+    }
+}

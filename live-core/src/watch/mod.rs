@@ -1,0 +1,325 @@
+//! Watched rows: the [`Watch`] trait (`#[derive(Watch)]`), the assigns that hold them, and how a
+//! committed change patches them.
+//!
+//! A row type names its table, its id column and its **subscription key** column:
+//!
+//! ```
+//! use live_core::Watch;
+//!
+//! #[derive(Watch, Clone, Debug)]
+//! #[watch(table = "todos", subscription_key = "list_id")] // id = "id" by default
+//! struct Todo {
+//!     id: i64,
+//!     list_id: i64,
+//!     title: String,
+//!     completed: bool,
+//! }
+//! assert_eq!(<Todo as Watch>::TABLE, "todos");
+//! assert_eq!(<Todo as Watch>::KEY_COLUMN, "list_id");
+//! ```
+//!
+//! A view then marks the assigns that hold such rows with `#[watch]` (see
+//! [`Assigns`](crate::Assigns)); they are patched by the framework when rows change in Postgres.
+
+mod assign;
+mod key;
+pub mod stream;
+
+use std::any::TypeId;
+use std::fmt;
+use std::sync::Arc;
+
+pub use assign::WatchedAssign;
+pub use key::{Key, KeyValue};
+pub use stream::{Change, ChangeStream, StreamError};
+
+use crate::fanout::{Delivery, Op};
+use crate::replication::change::DecodeFailure;
+use crate::replication::pgoutput::{Cell, Relation, Tuple};
+use crate::replication::value::{Value, ValueError};
+
+/// A row type kept in sync with a Postgres table. Derive it with `#[derive(Watch)]`:
+///
+/// - `#[watch(table = "todos")]` the table (`"schema.table"` for another schema than `public`);
+/// - `#[watch(subscription_key = "list_id")]` the column that scopes rows to a list, tenant or
+///   user; a view only receives rows whose key equals its own;
+/// - `#[watch(id = "id")]` the primary key column (default `id`);
+/// - on a field, `#[watch(rename = "column")]` reads another column, and `#[watch(skip)]`
+///   leaves a field out of decoding (it keeps the value the view holds, or `Default`).
+///
+/// Every other field is read from the column of the same name, in Postgres' text format, through
+/// serde (`i64`, `String`, `bool`, `f64`, `Option<_>` for nullable columns, `Vec<_>` for arrays,
+/// `serde_json::Value` or any `Deserialize` type for json, chrono/time types, `uuid::Uuid`,
+/// `rust_decimal::Decimal`, and enums with `#[serde(rename_all = "lowercase")]` for Postgres
+/// enums).
+pub trait Watch: Sized + Send + Sync + 'static {
+    /// The table: `"todos"` or `"schema.todos"`.
+    const TABLE: &'static str;
+    /// The primary key column.
+    const ID_COLUMN: &'static str;
+    /// The subscription key column.
+    const KEY_COLUMN: &'static str;
+    /// Every column decoding reads (checked against the table when the listener starts).
+    const COLUMNS: &'static [&'static str];
+
+    /// The type of the id field.
+    type Id: KeyValue + PartialEq + serde::de::DeserializeOwned + Clone + Send + Sync + fmt::Debug;
+
+    /// The row's id.
+    fn id(&self) -> &Self::Id;
+
+    /// The row's subscription key (`None` for `NULL`).
+    fn subscription_key(&self) -> Option<Key>;
+
+    /// Decodes a replicated row. `base` is the version the view holds, used for columns the
+    /// server did not resend (unchanged TOAST values) and for `#[watch(skip)]` fields.
+    fn decode(row: &RowData<'_>, base: Option<&Self>) -> Result<Self, DecodeError>;
+}
+
+/// Splits `"schema.table"` (or `"table"`, schema `public`).
+pub(crate) fn split_table(table: &str) -> (&str, &str) {
+    match table.split_once('.') {
+        Some((s, t)) => (s, t),
+        None => ("public", table),
+    }
+}
+
+/// A replicated row being decoded: its table description and column values.
+pub struct RowData<'a> {
+    pub(crate) relation: &'a Relation,
+    pub(crate) cells: &'a Tuple,
+    pub(crate) old: Option<&'a Tuple>,
+}
+
+impl RowData<'_> {
+    /// The table name.
+    pub fn table(&self) -> &str {
+        &self.relation.name
+    }
+
+    /// Decodes column `column` into `T`. An unchanged TOAST value is taken from the old row
+    /// (if the server sent it) or from `base`.
+    pub fn field<T: serde::de::DeserializeOwned + Clone>(
+        &self,
+        column: &str,
+        base: Option<&T>,
+    ) -> Result<T, DecodeError> {
+        let idx = self
+            .relation
+            .column_index(column)
+            .ok_or_else(|| DecodeError::missing_column(&self.relation.name, column))?;
+        let type_oid = self.relation.columns[idx].type_oid;
+        let text = match self.cells.get(idx) {
+            Some(Cell::Text(t)) => Some(&**t),
+            Some(Cell::Null) => None,
+            Some(Cell::Unchanged) => match self.old.and_then(|o| o.get(idx)) {
+                Some(Cell::Text(t)) => Some(&**t),
+                _ => {
+                    return base.cloned().ok_or_else(|| DecodeError {
+                        table: self.relation.name.clone(),
+                        column: Some(column.to_string()),
+                        kind: DecodeErrorKind::UnchangedToast,
+                    });
+                }
+            },
+            None => return Err(DecodeError::missing_column(&self.relation.name, column)),
+        };
+        Value {
+            oid: type_oid,
+            text,
+        }
+        .decode()
+        .map_err(|e| DecodeError::value(&self.relation.name, column, e))
+    }
+}
+
+/// A replicated row that does not decode into its Rust type.
+#[derive(Debug, Clone, thiserror::Error)]
+#[error("row of table {table:?}{}: {kind}", column.as_ref().map(|c| format!(", column {c:?}")).unwrap_or_default())]
+pub struct DecodeError {
+    /// The table.
+    pub table: String,
+    /// The column, if one is to blame.
+    pub column: Option<String>,
+    /// What went wrong.
+    pub kind: DecodeErrorKind,
+}
+
+/// What went wrong decoding a row.
+#[derive(Debug, Clone, thiserror::Error)]
+pub enum DecodeErrorKind {
+    /// The table has no such column.
+    #[error("no such column in the table")]
+    MissingColumn,
+    /// The value does not fit the field's type.
+    #[error("{0}")]
+    Value(ValueError),
+    /// An unchanged TOAST value was not sent and no earlier version is known.
+    #[error("unchanged TOAST value with no known earlier version")]
+    UnchangedToast,
+    /// Something else.
+    #[error("{0}")]
+    Other(String),
+}
+
+impl DecodeError {
+    pub(crate) fn missing_column(table: &str, column: &str) -> Self {
+        DecodeError {
+            table: table.to_string(),
+            column: Some(column.to_string()),
+            kind: DecodeErrorKind::MissingColumn,
+        }
+    }
+
+    pub(crate) fn value(table: &str, column: &str, e: ValueError) -> Self {
+        DecodeError {
+            table: table.to_string(),
+            column: Some(column.to_string()),
+            kind: DecodeErrorKind::Value(e),
+        }
+    }
+
+    pub(crate) fn other(table: &str, msg: &str) -> Self {
+        DecodeError {
+            table: table.to_string(),
+            column: None,
+            kind: DecodeErrorKind::Other(msg.to_string()),
+        }
+    }
+
+    pub(crate) fn is_unchanged_toast(&self) -> bool {
+        matches!(self.kind, DecodeErrorKind::UnchangedToast)
+    }
+}
+
+/// What the framework knows about a `Watch` type.
+#[derive(Debug, Clone)]
+pub(crate) struct WatchTypeInfo {
+    pub type_id: TypeId,
+    pub type_name: &'static str,
+    pub schema: &'static str,
+    pub table: &'static str,
+    pub id_column: &'static str,
+    pub key_column: &'static str,
+    pub columns: &'static [&'static str],
+}
+
+/// The `Watch` types a view's assigns hold, collected by `#[derive(Assigns)]`.
+#[derive(Default, Debug)]
+pub struct WatchTypes {
+    pub(crate) types: Vec<WatchTypeInfo>,
+}
+
+impl WatchTypes {
+    /// Adds the row type `T`.
+    pub fn add<T: Watch>(&mut self) {
+        let (schema, table) = split_table(T::TABLE);
+        let type_id = TypeId::of::<T>();
+        if self.types.iter().any(|t| t.type_id == type_id) {
+            return;
+        }
+        self.types.push(WatchTypeInfo {
+            type_id,
+            type_name: std::any::type_name::<T>(),
+            schema,
+            table,
+            id_column: T::ID_COLUMN,
+            key_column: T::KEY_COLUMN,
+            columns: T::COLUMNS,
+        });
+    }
+}
+
+/// The rows a view holds, registered with the fan-out so deletes and key moves that carry only a
+/// primary key still reach it.
+#[derive(Default, Debug)]
+pub struct HeldRows {
+    pub(crate) rows: Vec<(TypeId, Key, Key)>,
+}
+
+impl HeldRows {
+    /// Records one row.
+    pub fn push<T: Watch>(&mut self, row: &T) {
+        if let (Some(id), Some(key)) = (row.id().to_key(), row.subscription_key()) {
+            self.rows.push((TypeId::of::<T>(), id, key));
+        }
+    }
+}
+
+/// Changes delivered to one view since it last rendered.
+#[derive(Default)]
+pub struct ChangeBatch {
+    pub(crate) deliveries: Vec<Delivery>,
+}
+
+impl ChangeBatch {
+    /// Whether the batch has no changes.
+    pub fn is_empty(&self) -> bool {
+        self.deliveries.is_empty()
+    }
+}
+
+/// Why changes could not be applied to the assigns; the view reloads.
+#[derive(Debug, thiserror::Error)]
+pub enum ApplyError {
+    /// A row did not decode.
+    #[error(transparent)]
+    Decode(Arc<DecodeError>),
+    /// The table was truncated or altered, or the view fell behind.
+    #[error("the view must reload")]
+    Reload,
+    /// A `sync` hook failed.
+    #[error("sync hook: {0}")]
+    Hook(#[from] crate::ViewError),
+}
+
+/// Applies the changes in `batch` for the row type of `assign`; true if it changed. Called by
+/// the code `#[derive(Assigns)]` writes.
+pub fn apply_changes<A: WatchedAssign>(
+    assign: &mut A,
+    batch: &ChangeBatch,
+) -> Result<bool, ApplyError> {
+    let ty = TypeId::of::<A::Row>();
+    let mut changed = false;
+    for d in &batch.deliveries {
+        for item in d.items.iter().filter(|i| i.ty == ty) {
+            if item.op == Op::Reload {
+                return Err(ApplyError::Reload);
+            }
+            let Some(change) = d.txn.changes.get(item.change as usize) else {
+                continue;
+            };
+            match item.op {
+                Op::Reload => return Err(ApplyError::Reload),
+                Op::Upsert => {
+                    let row = match change.decoded::<A::Row>() {
+                        Ok(row) => row,
+                        Err(DecodeFailure::NeedsBase) => {
+                            let id: <A::Row as Watch>::Id = change
+                                .decode_column(<A::Row as Watch>::ID_COLUMN)
+                                .map_err(|e| ApplyError::Decode(Arc::new(e)))?;
+                            let base = assign.get(&id);
+                            match change.decode_with_base(base) {
+                                Ok(row) => row,
+                                Err(DecodeFailure::Error(e)) => return Err(ApplyError::Decode(e)),
+                                Err(DecodeFailure::NeedsBase) => {
+                                    // Not held and not fully sent: only a reload can get it.
+                                    return Err(ApplyError::Reload);
+                                }
+                            }
+                        }
+                        Err(DecodeFailure::Error(e)) => return Err(ApplyError::Decode(e)),
+                    };
+                    changed |= assign.upsert(row);
+                }
+                Op::Remove => {
+                    let id: <A::Row as Watch>::Id = change
+                        .decode_column(<A::Row as Watch>::ID_COLUMN)
+                        .map_err(|e| ApplyError::Decode(Arc::new(e)))?;
+                    changed |= assign.remove(&id);
+                }
+            }
+        }
+    }
+    Ok(changed)
+}
