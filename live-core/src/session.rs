@@ -512,11 +512,10 @@ impl<V: LiveView> ViewSession<V> {
 
     /// Renders and sends the diff (if anything changed) and the title (if it changed).
     async fn render_and_send(&mut self) -> Result<(), End> {
-        let prev_statics = std::mem::take(&mut self.model.statics);
         let tracked = self.render_tracked()?;
         let next_version = self.version + 1;
         let payload = encode_diff(
-            &prev_statics,
+            &self.model.statics,
             &tracked.model,
             &tracked.ops,
             next_version,
