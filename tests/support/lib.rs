@@ -18,6 +18,8 @@ use tokio_tungstenite::tungstenite::client::IntoClientRequest;
 use tokio_tungstenite::{MaybeTlsStream, WebSocketStream};
 
 pub mod browser;
+pub mod faults;
+pub mod items;
 
 /// The secret key of test apps.
 pub const SECRET: &[u8] = b"test-secret-key-0123456789abcdef0123456789";

@@ -1,0 +1,180 @@
+//! A small watched app used by the sync and fault tests: lists of items, watched by list id,
+//! in two tables — one with `REPLICA IDENTITY FULL`, one with the default identity (deletes
+//! and moves then carry only the primary key).
+
+use std::sync::Arc;
+
+use axum::Router;
+use live_core::{
+    Assigns, Live, LiveConfig, LiveView, Markup, Mount, RouterExt, SyncConfig, SyncCtx, ViewError,
+    Watch, html, keyed,
+};
+
+use crate::{SECRET, TestDb};
+
+/// Tables, identities and the publication of the items app.
+pub const SCHEMA: &str = "
+CREATE TABLE items (id bigserial PRIMARY KEY, list_id bigint NOT NULL, title text NOT NULL, done boolean NOT NULL DEFAULT false);
+ALTER TABLE items REPLICA IDENTITY FULL;
+CREATE TABLE items_d (id bigserial PRIMARY KEY, list_id bigint NOT NULL, title text NOT NULL, done boolean NOT NULL DEFAULT false);
+CREATE PUBLICATION live_publication FOR TABLE items, items_d;
+";
+
+/// A row of `items`.
+#[derive(Watch, Clone, Debug, PartialEq, sqlx::FromRow)]
+#[watch(table = "items", subscription_key = "list_id")]
+pub struct Item {
+    /// Id.
+    pub id: i64,
+    /// Key.
+    pub list_id: i64,
+    /// Title.
+    pub title: String,
+    /// Done.
+    pub done: bool,
+}
+
+/// A row of `items_d` (default replica identity).
+#[derive(Watch, Clone, Debug, PartialEq, sqlx::FromRow)]
+#[watch(table = "items_d", subscription_key = "list_id")]
+pub struct ItemD {
+    /// Id.
+    pub id: i64,
+    /// Key.
+    pub list_id: i64,
+    /// Title.
+    pub title: String,
+    /// Done.
+    pub done: bool,
+}
+
+/// Renders one list of rows with keyed `li`s: `<li data-live-key="ID">TITLE[ ✓]</li>`.
+fn list<T: Send + Sync + 'static>(
+    rows: &[Arc<T>],
+    id: impl Fn(&T) -> i64,
+    row: impl Fn(&T) -> Markup,
+) -> Markup {
+    html! { ul { (keyed("items", rows, id).render(row)) } }
+}
+
+/// The view of one list of `items`.
+#[derive(Assigns)]
+pub struct ItemsView {
+    #[subscription_key]
+    list_id: i64,
+    #[watch(sync = Self::sorted)]
+    items: Vec<Arc<Item>>,
+}
+
+impl ItemsView {
+    async fn sorted(
+        &mut self,
+        mut items: Vec<Arc<Item>>,
+        _ctx: &mut SyncCtx<'_, Self>,
+    ) -> Result<Vec<Arc<Item>>, ViewError> {
+        items.sort_by_key(|i| i.id);
+        Ok(items)
+    }
+}
+
+impl LiveView for ItemsView {
+    type State = ();
+    type Message = ();
+
+    async fn mount(ctx: &mut Mount<'_, Self>) -> Result<Self, ViewError> {
+        let list_id: i64 = ctx.params().parse("id")?;
+        let items: Vec<Item> = sqlx::query_as("SELECT * FROM items WHERE list_id = $1")
+            .bind(list_id)
+            .fetch_all(ctx.db().await?)
+            .await?;
+        Ok(ItemsView {
+            list_id,
+            items: items.into_iter().map(Arc::new).collect(),
+        })
+    }
+
+    fn render(&self) -> Markup {
+        html! {
+            h2 { "list " (self.list_id) }
+            p.count { (self.items.len()) }
+            (list(&self.items, |i| i.id, |i| html! { li { (i.title) @if i.done { " ✓" } } }))
+        }
+    }
+}
+
+/// The view of one list of `items_d`.
+#[derive(Assigns)]
+pub struct ItemsDView {
+    #[subscription_key]
+    list_id: i64,
+    #[watch(sync = Self::sorted)]
+    items: Vec<Arc<ItemD>>,
+}
+
+impl ItemsDView {
+    async fn sorted(
+        &mut self,
+        mut items: Vec<Arc<ItemD>>,
+        _ctx: &mut SyncCtx<'_, Self>,
+    ) -> Result<Vec<Arc<ItemD>>, ViewError> {
+        items.sort_by_key(|i| i.id);
+        Ok(items)
+    }
+}
+
+impl LiveView for ItemsDView {
+    type State = ();
+    type Message = ();
+
+    async fn mount(ctx: &mut Mount<'_, Self>) -> Result<Self, ViewError> {
+        let list_id: i64 = ctx.params().parse("id")?;
+        let items: Vec<ItemD> = sqlx::query_as("SELECT * FROM items_d WHERE list_id = $1")
+            .bind(list_id)
+            .fetch_all(ctx.db().await?)
+            .await?;
+        Ok(ItemsDView {
+            list_id,
+            items: items.into_iter().map(Arc::new).collect(),
+        })
+    }
+
+    fn render(&self) -> Markup {
+        html! {
+            h2 { "list " (self.list_id) }
+            p.count { (self.items.len()) }
+            (list(&self.items, |i| i.id, |i| html! { li { (i.title) @if i.done { " ✓" } } }))
+        }
+    }
+}
+
+/// Starts the items app on `db` (with its own slot); returns the address and the runtime.
+pub async fn start(db: &TestDb) -> (std::net::SocketAddr, Live<()>) {
+    let live = Live::builder(())
+        .config(LiveConfig::new(SECRET.to_vec()))
+        .pool(db.pool.clone())
+        .sync(SyncConfig::new(&db.url).slot(format!("slot_{}", db.name)))
+        .build()
+        .expect("runtime");
+    let app = Router::new()
+        .live_view::<ItemsView>("/lists/{id}", &live)
+        .live_view::<ItemsDView>("/d/{id}", &live)
+        .merge(live.router());
+    live.listen().await.expect("listener starts");
+    (crate::serve(app).await, live)
+}
+
+/// The rows a list view shows, parsed from its HTML: `(id, title)`, in order.
+pub fn rows(html: &str) -> Vec<(i64, String)> {
+    let mut out = Vec::new();
+    let mut rest = html;
+    while let Some(i) = rest.find("<li data-live-key=\"") {
+        rest = &rest[i + 19..];
+        let q = rest.find('"').unwrap_or(0);
+        let id = rest[..q].parse().unwrap_or(-1);
+        let gt = rest.find('>').unwrap_or(0);
+        let end = rest.find("</li>").unwrap_or(rest.len());
+        out.push((id, rest[gt + 1..end].to_string()));
+        rest = &rest[end..];
+    }
+    out
+}
