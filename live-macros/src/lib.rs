@@ -304,7 +304,8 @@ fn assigns_impl(input: &DeriveInput) -> syn::Result<TokenStream2> {
     };
     let held = watched.iter().map(|w| {
         let ident = &w.ident;
-        quote! { ::live_core::__private::WatchedAssign::held(&self.#ident, out); }
+        let ty = &w.ty;
+        quote_spanned! {ty.span()=> ::live_core::__private::WatchedAssign::held(&self.#ident, out); }
     });
     let applies = watched.iter().map(|w| {
         let ident = &w.ident;
@@ -317,8 +318,12 @@ fn assigns_impl(input: &DeriveInput) -> syn::Result<TokenStream2> {
             },
             None => quote! {},
         };
+        let ty = &w.ty;
+        let apply = quote_spanned! {ty.span()=>
+            ::live_core::__private::apply_changes(&mut self.#ident, batch)
+        };
         quote! {
-            if ::live_core::__private::apply_changes(&mut self.#ident, batch)? {
+            if #apply? {
                 changed = true;
                 #hook
             }
