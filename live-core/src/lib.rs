@@ -98,7 +98,9 @@ pub use live_macros::{Assigns, Watch};
 pub use maud::{DOCTYPE, Markup, PreEscaped, html};
 pub use render::{Keyed, keyed};
 pub use replication::{ListenerStatus, SyncConfig, SyncError};
-pub use router::{ChangesBuilder, Live, LiveBuilder, LiveConfig, LiveError, Page, RouterExt, serve};
+pub use router::{
+    ChangesBuilder, Live, LiveBuilder, LiveConfig, LiveError, Page, RouterExt, serve, serve_until,
+};
 pub use token::{Session, TokenError};
 pub use view::{
     Assigns, Ctx, Event, EventKind, LiveView, Mount, Params, SyncCtx, ViewError, ViewGone,

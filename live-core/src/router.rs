@@ -21,7 +21,7 @@ use crate::replication::{ListenerStatus, SyncConfig, SyncError, run_listener, se
 use crate::session::{JoinRequest, ViewSpawner};
 use crate::token::{SESSION_COOKIE, Session, Signer, ViewToken, session_from_headers};
 use crate::view::{Ctx, DbSlot, LiveView, Mount, Params, Push, ViewError, ViewHandle};
-use crate::watch::{Change, ChangeStream, Key, KeyValue, Watch, WatchTypes};
+use crate::watch::{ChangeStream, Key, KeyValue, Watch, WatchTypes};
 
 /// The browser client, served at `<prefix>/live.js`.
 const LIVE_JS: &str = include_str!("../../assets/live.js");
@@ -132,6 +132,7 @@ pub(crate) struct SyncRuntime {
     pub config: SyncConfig,
     pub stop: Arc<AtomicBool>,
     started: AtomicBool,
+    task: std::sync::Mutex<Option<tokio::task::JoinHandle<()>>>,
 }
 
 /// The shared runtime behind [`Live`].
@@ -258,13 +259,27 @@ impl<S: Clone + Send + Sync + 'static> Live<S> {
             sync.started.store(false, Ordering::Release);
             return Err(e.into());
         }
-        tokio::spawn(run_listener(
+        let task = tokio::spawn(run_listener(
             sync.config.clone(),
             sync.fanout.clone(),
             sync.status.clone(),
             sync.stop.clone(),
         ));
+        *sync.task.lock().unwrap_or_else(|p| p.into_inner()) = Some(task);
         Ok(())
+    }
+
+    /// Stops the replication listener (waiting up to 5 s for it to close its stream). Views
+    /// stay connected but no longer receive changes.
+    pub async fn shutdown(&self) {
+        let Some(sync) = &self.rt.sync else {
+            return;
+        };
+        sync.stop.store(true, Ordering::Release);
+        let task = sync.task.lock().unwrap_or_else(|p| p.into_inner()).take();
+        if let Some(task) = task {
+            let _ = tokio::time::timeout(Duration::from_secs(5), task).await;
+        }
     }
 
     /// The replication listener's figures (`None` without replication).
@@ -356,11 +371,6 @@ impl<S: Clone + Send + Sync + 'static, T: Watch> ChangesBuilder<'_, S, T> {
     }
 }
 
-#[allow(dead_code)]
-fn _assert_change_is_debug<T: Watch + std::fmt::Debug>(c: Change<T>) -> String {
-    format!("{c:?}")
-}
-
 impl<S: Clone + Send + Sync + 'static> LiveBuilder<S> {
     /// Sets the configuration (secret key, origins, limits).
     pub fn config(mut self, config: LiveConfig) -> Self {
@@ -411,6 +421,7 @@ impl<S: Clone + Send + Sync + 'static> LiveBuilder<S> {
             config,
             stop: Arc::new(AtomicBool::new(false)),
             started: AtomicBool::new(false),
+            task: std::sync::Mutex::new(None),
         });
         Ok(Live {
             rt: Arc::new(Runtime {
@@ -452,13 +463,31 @@ impl<RS: Clone + Send + Sync + 'static> RouterExt<RS> for Router<RS> {
 /// Serves an app with `TCP_NODELAY` set on every connection (small diff frames must not wait
 /// for Nagle's algorithm).
 pub async fn serve(listener: tokio::net::TcpListener, app: Router) -> std::io::Result<()> {
+    serve_until(listener, app, std::future::pending()).await
+}
+
+/// Like [`serve`], until `shutdown` completes (then stops accepting and returns).
+///
+/// ```no_run
+/// # async fn f(app: axum::Router) -> std::io::Result<()> {
+/// let listener = tokio::net::TcpListener::bind("127.0.0.1:3000").await?;
+/// live_core::serve_until(listener, app, async { let _ = tokio::signal::ctrl_c().await; }).await
+/// # }
+/// ```
+pub async fn serve_until(
+    listener: tokio::net::TcpListener,
+    app: Router,
+    shutdown: impl std::future::Future<Output = ()> + Send + 'static,
+) -> std::io::Result<()> {
     use axum::serve::ListenerExt;
     let listener = listener.tap_io(|tcp| {
         if let Err(e) = tcp.set_nodelay(true) {
             tracing::debug!(error = %e, "could not set TCP_NODELAY");
         }
     });
-    axum::serve(listener, app).await
+    axum::serve(listener, app)
+        .with_graceful_shutdown(shutdown)
+        .await
 }
 
 async fn serve_js() -> Response {
@@ -491,9 +520,6 @@ async fn render_page<V: LiveView>(
     uri: Uri,
     headers: HeaderMap,
 ) -> Response {
-    let span = tracing::info_span!("page", view = std::any::type_name::<V>(), %uri);
-    let _guard = span.enter();
-    drop(_guard);
     let session = session_from_headers(&headers, &rt.signer);
     let path_params: BTreeMap<String, String> = raw
         .iter()

@@ -1,1 +1,98 @@
-fn main(){}
+//! `cargo run -p todo`: TodoMVC, live across browsers.
+//!
+//! - Without `DATABASE_URL` it starts a private Postgres (`wal_level=logical`) from the
+//!   installed server binaries, keeping its data in `TODO_DATA_DIR` (default `.todo-data`),
+//!   and stops it when the app stops.
+//! - With `DATABASE_URL` it uses that database; if the server cannot do logical replication it
+//!   stops with a message that says what to change.
+//! - `PORT` (default `127.0.0.1:3000`; a bare number means `127.0.0.1:<n>`).
+
+use std::process::ExitCode;
+
+use live_core::LiveConfig;
+use live_core::postgres::LocalPostgres;
+use todo::TodoConfig;
+
+async fn local_database() -> Result<(String, LocalPostgres), String> {
+    let dir = std::env::var("TODO_DATA_DIR").unwrap_or_else(|_| ".todo-data".into());
+    println!("No DATABASE_URL: starting a private Postgres in {dir}/ ...");
+    let pg = tokio::task::spawn_blocking(move || LocalPostgres::persistent(&dir))
+        .await
+        .map_err(|e| e.to_string())?
+        .map_err(|e| e.to_string())?;
+    let admin = sqlx::PgPool::connect(&pg.url("postgres"))
+        .await
+        .map_err(|e| format!("cannot connect to the private Postgres: {e}"))?;
+    let exists: bool =
+        sqlx::query_scalar("SELECT EXISTS (SELECT 1 FROM pg_database WHERE datname = 'todo')")
+            .fetch_one(&admin)
+            .await
+            .map_err(|e| e.to_string())?;
+    if !exists {
+        sqlx::query("CREATE DATABASE todo")
+            .execute(&admin)
+            .await
+            .map_err(|e| e.to_string())?;
+    }
+    admin.close().await;
+    Ok((pg.url("todo"), pg))
+}
+
+#[tokio::main]
+async fn main() -> ExitCode {
+    tracing_subscriber::fmt()
+        .with_env_filter(std::env::var("RUST_LOG").unwrap_or_else(|_| "info,sqlx=warn".into()))
+        .init();
+    let (database_url, cluster) = match std::env::var("DATABASE_URL") {
+        Ok(url) => (url, None),
+        Err(_) => match local_database().await {
+            Ok((url, pg)) => (url, Some(pg)),
+            Err(e) => {
+                eprintln!("error: {e}");
+                return ExitCode::FAILURE;
+            }
+        },
+    };
+    let config = TodoConfig {
+        database_url,
+        slot: std::env::var("TODO_SLOT").unwrap_or_else(|_| "live_slot".into()),
+        live: LiveConfig::from_env(),
+    };
+    let (app, live) = match todo::app(config).await {
+        Ok(a) => a,
+        Err(e) => {
+            eprintln!("error: {e}");
+            return ExitCode::FAILURE;
+        }
+    };
+    let addr = std::env::var("PORT")
+        .map(|p| if p.contains(':') { p } else { format!("127.0.0.1:{p}") })
+        .unwrap_or_else(|_| "127.0.0.1:3000".into());
+    let listener = match tokio::net::TcpListener::bind(&addr).await {
+        Ok(l) => l,
+        Err(e) => {
+            eprintln!("error: cannot listen on {addr}: {e} (set PORT)");
+            return ExitCode::FAILURE;
+        }
+    };
+    match listener.local_addr() {
+        Ok(a) => println!("Todo app running at http://{a}/  (Ctrl-C to stop)"),
+        Err(_) => println!("Todo app running on {addr}"),
+    }
+    let shutdown = async {
+        let _ = tokio::signal::ctrl_c().await;
+    };
+    let result = live_core::serve_until(listener, app, shutdown).await;
+    live.shutdown().await;
+    if let Some(pg) = cluster {
+        println!("Stopping the private Postgres ...");
+        let _ = tokio::task::spawn_blocking(move || drop(pg)).await;
+    }
+    match result {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("error: {e}");
+            ExitCode::FAILURE
+        }
+    }
+}
