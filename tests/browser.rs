@@ -30,18 +30,22 @@ async fn clicking_updates_the_counter_and_typed_text_survives_pushes() {
     b.open(&format!("http://{addr}/")).await;
     assert_eq!(b.find("#count").await.text().await.unwrap(), "0");
     b.find("#inc").await.click().await.unwrap();
-    b.wait_js("return document.querySelector('#count').textContent === '1'").await;
+    b.wait_js("return document.querySelector('#count').textContent === '1'")
+        .await;
     b.find("#add").await.click().await.unwrap();
-    b.wait_js("return document.querySelector('#count').textContent === '11'").await;
+    b.wait_js("return document.querySelector('#count').textContent === '11'")
+        .await;
     b.wait_js("return document.title === 'Count: 11'").await;
 
     // Type into the input, keep focus, and let server pushes re-render around it.
     let note = b.find("#note").await;
     note.click().await.unwrap();
     note.send_keys("héllo wörld 😀").await.unwrap();
-    b.js("document.querySelector('#note').setSelectionRange(2, 5); return true").await;
+    b.js("document.querySelector('#note').setSelectionRange(2, 5); return true")
+        .await;
     b.js("document.querySelector('#start').dispatchEvent(new MouseEvent('click', {bubbles: true})); document.querySelector('#note').focus(); document.querySelector('#note').setSelectionRange(2, 5); return true").await;
-    b.wait_js("return Number(document.querySelector('#ticks').textContent) >= 5").await;
+    b.wait_js("return Number(document.querySelector('#ticks').textContent) >= 5")
+        .await;
     let state = b
         .js("const n = document.querySelector('#note'); return [n.value, document.activeElement === n, n.selectionStart, n.selectionEnd]")
         .await;

@@ -31,7 +31,11 @@ async fn restarting_postgres_during_writes_loses_and_doubles_nothing() {
     assert_eq!(restarts, 2, "postgres was restarted during the writes");
     live_tests::faults::assert_views_match_db(&db, &mut views).await;
     let status = live.listener_status().expect("listener");
-    assert!(status.reconnects() >= 2, "reconnects: {}", status.reconnects());
+    assert!(
+        status.reconnects() >= 2,
+        "reconnects: {}",
+        status.reconnects()
+    );
     eprintln!(
         "postgres restarted {restarts} times; listener reconnected {} times; {} transactions dispatched",
         status.reconnects(),

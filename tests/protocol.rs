@@ -112,7 +112,11 @@ impl LiveView for Lab {
         }
     }
 
-    async fn handle_event(&mut self, event: Event, ctx: &mut Ctx<'_, Self>) -> Result<(), ViewError> {
+    async fn handle_event(
+        &mut self,
+        event: Event,
+        ctx: &mut Ctx<'_, Self>,
+    ) -> Result<(), ViewError> {
         match event.name.as_str() {
             "op" => self.apply(&event),
             "tick" => {
@@ -130,14 +134,22 @@ impl LiveView for Lab {
         }
     }
 
-    async fn handle_info(&mut self, msg: LabMsg, _ctx: &mut Ctx<'_, Self>) -> Result<(), ViewError> {
+    async fn handle_info(
+        &mut self,
+        msg: LabMsg,
+        _ctx: &mut Ctx<'_, Self>,
+    ) -> Result<(), ViewError> {
         match msg {
             LabMsg::Tick => self.ticks += 1,
         }
         Ok(())
     }
 
-    async fn handle_params(&mut self, params: &Params, _ctx: &mut Ctx<'_, Self>) -> Result<(), ViewError> {
+    async fn handle_params(
+        &mut self,
+        params: &Params,
+        _ctx: &mut Ctx<'_, Self>,
+    ) -> Result<(), ViewError> {
         self.filter = params.get("filter").unwrap_or("").to_string();
         Ok(())
     }
@@ -159,13 +171,29 @@ struct Rng(u64);
 
 impl Rng {
     fn next(&mut self) -> u64 {
-        self.0 = self.0.wrapping_mul(6364136223846793005).wrapping_add(1442695040888963407);
+        self.0 = self
+            .0
+            .wrapping_mul(6364136223846793005)
+            .wrapping_add(1442695040888963407);
         self.0 >> 33
     }
 
     fn text(&mut self) -> String {
         const PARTS: &[&str] = &[
-            "a", "é", "😀", "中文", "<b>", "&amp;", "\"q\"", "'", " ", "Ünï", "👩‍👩‍👧", "x\ny", "ß", "🎉🎉",
+            "a",
+            "é",
+            "😀",
+            "中文",
+            "<b>",
+            "&amp;",
+            "\"q\"",
+            "'",
+            " ",
+            "Ünï",
+            "👩‍👩‍👧",
+            "x\ny",
+            "ß",
+            "🎉🎉",
         ];
         (0..1 + self.next() % 6)
             .map(|_| PARTS[(self.next() % PARTS.len() as u64) as usize])
@@ -179,7 +207,10 @@ async fn join_renders_the_page_and_events_patch_it() {
     let (status, body) = get(addr, "/lab").await;
     assert_eq!(status, 200);
     assert!(body.contains("<h1>Lab é</h1>"), "{body}");
-    assert!(body.contains("data-live-key=\"3\""), "rows are keyed in the static render");
+    assert!(
+        body.contains("data-live-key=\"3\""),
+        "rows are keyed in the static render"
+    );
     let (token, id) = page_token(&body);
     let mut c = WsClient::connect(addr).await;
     let topic = format!("lv:{id}");
@@ -190,7 +221,12 @@ async fn join_renders_the_page_and_events_patch_it() {
     assert_eq!(c.html(&topic), Lab::new().render().into_string());
 
     let reply = c
-        .event(&topic, "click", "op", json!({"kind": "update", "index": "2", "text": "changed 😀"}))
+        .event(
+            &topic,
+            "click",
+            "op",
+            json!({"kind": "update", "index": "2", "text": "changed 😀"}),
+        )
         .await;
     assert_eq!(reply["status"], "ok");
     assert!(c.html(&topic).contains("<span>changed 😀</span>"));
@@ -208,7 +244,9 @@ async fn random_edits_reproduce_the_server_render_byte_for_byte() {
     let mut rng = Rng(42);
     let mut full_bytes = 0usize;
     for step in 0..400 {
-        let kind = ["insert", "insert", "delete", "move", "update", "update", "header"][(rng.next() % 7) as usize];
+        let kind = [
+            "insert", "insert", "delete", "move", "update", "update", "header",
+        ][(rng.next() % 7) as usize];
         let value = json!({
             "kind": kind,
             "index": (rng.next() % 12).to_string(),
@@ -226,7 +264,10 @@ async fn random_edits_reproduce_the_server_render_byte_for_byte() {
     let diffs = c.log.iter().filter(|f| f[3] == "diff").count();
     assert!(diffs >= 390, "{diffs} diffs");
     assert!(
-        c.log.iter().filter(|f| f[3] == "diff").all(|f| f[4].get("full").is_none()),
+        c.log
+            .iter()
+            .filter(|f| f[3] == "diff")
+            .all(|f| f[4].get("full").is_none()),
         "no edit needed a full resend"
     );
     assert!(
@@ -244,7 +285,8 @@ async fn server_pushes_diffs_events_patches_and_titles() {
     assert_eq!(reply["status"], "ok");
     // The tick arrives later, as a push nobody asked for.
     assert!(
-        c.wait_html(&topic, Duration::from_secs(5), |h| h.contains("<span class=\"ticks\">1</span>"))
+        c.wait_html(&topic, Duration::from_secs(5), |h| h
+            .contains("<span class=\"ticks\">1</span>"))
             .await,
         "{}",
         c.html(&topic)
@@ -255,16 +297,34 @@ async fn server_pushes_diffs_events_patches_and_titles() {
     assert!(events.contains(&"push_event"), "{events:?}");
     let patch = c.log.iter().find(|f| f[3] == "patch").expect("patch frame");
     assert_eq!(patch[4]["to"], "/lab?filter=active");
-    assert!(c.html(&topic).contains("filter: active"), "handle_params ran for the patch");
+    assert!(
+        c.html(&topic).contains("filter: active"),
+        "handle_params ran for the patch"
+    );
     // Params from the client (a live-patch link or back button).
     let r = c
-        .send_frame(Some(&topic), &topic, "params", json!({"url": format!("http://{addr}/lab?filter=done")}))
+        .send_frame(
+            Some(&topic),
+            &topic,
+            "params",
+            json!({"url": format!("http://{addr}/lab?filter=done")}),
+        )
         .await;
     assert_eq!(c.reply(&r).await["status"], "ok");
     assert!(c.html(&topic).contains("filter: done"));
-    c.event(&topic, "click", "op", json!({"kind": "insert", "index": "0", "text": "t"}))
-        .await;
-    let title = c.log.iter().rev().find(|f| f[3] == "title").expect("title frame");
+    c.event(
+        &topic,
+        "click",
+        "op",
+        json!({"kind": "insert", "index": "0", "text": "t"}),
+    )
+    .await;
+    let title = c
+        .log
+        .iter()
+        .rev()
+        .find(|f| f[3] == "title")
+        .expect("title frame");
     assert_eq!(title[4]["title"], "Lab é (6)");
 }
 
@@ -272,13 +332,21 @@ async fn server_pushes_diffs_events_patches_and_titles() {
 async fn resync_sends_the_whole_page() {
     let addr = start().await;
     let (mut c, topic) = open(addr, "/lab").await;
-    let r = c.send_frame(Some(&topic), &topic, "resync", json!({})).await;
+    let r = c
+        .send_frame(Some(&topic), &topic, "resync", json!({}))
+        .await;
     assert_eq!(c.reply(&r).await["status"], "ok");
     let full = c.log.iter().find(|f| f[3] == "diff").expect("diff");
     assert!(full[4].get("full").is_some());
     assert_eq!(c.html(&topic), Lab::new().render().into_string());
     // Diffs continue from the resynced version.
-    c.event(&topic, "click", "op", json!({"kind": "header", "text": "after"})).await;
+    c.event(
+        &topic,
+        "click",
+        "op",
+        json!({"kind": "header", "text": "after"}),
+    )
+    .await;
     assert!(c.html(&topic).contains("<h1>after</h1>"));
 }
 
@@ -286,7 +354,12 @@ async fn resync_sends_the_whole_page() {
 async fn still_works(c: &mut WsClient, topic: &str, n: usize) {
     let text = format!("still alive {n}");
     let reply = c
-        .event(topic, "click", "op", json!({"kind": "header", "text": text}))
+        .event(
+            topic,
+            "click",
+            "op",
+            json!({"kind": "header", "text": text}),
+        )
         .await;
     assert_eq!(reply["status"], "ok");
     assert!(c.html(topic).contains(&format!("<h1>{text}</h1>")));
@@ -305,9 +378,18 @@ async fn bad_input_gets_clear_errors_and_other_views_keep_working() {
     let mut n = 0;
 
     // Malformed JSON and wrong shapes.
-    for text in ["{not json", "[1,2,3]", "{}", "[\"1\",\"2\",3,\"event\",{}]", "\u{0}"] {
+    for text in [
+        "{not json",
+        "[1,2,3]",
+        "{}",
+        "[\"1\",\"2\",3,\"event\",{}]",
+        "\u{0}",
+    ] {
         bad.send_text(text.to_string()).await;
-        let f = bad.next(Duration::from_secs(5)).await.expect("an error frame");
+        let f = bad
+            .next(Duration::from_secs(5))
+            .await
+            .expect("an error frame");
         assert_eq!(f[2], "phoenix");
         assert_eq!(f[3], "error");
         assert_eq!(f[4]["reason"], "malformed", "{text}: {f}");
@@ -316,21 +398,37 @@ async fn bad_input_gets_clear_errors_and_other_views_keep_working() {
     }
 
     // An unknown frame event, and an unknown view event.
-    let r = bad.send_frame(Some(&bad_topic), &bad_topic, "bogus", json!({})).await;
+    let r = bad
+        .send_frame(Some(&bad_topic), &bad_topic, "bogus", json!({}))
+        .await;
     assert_eq!(error_reason(&bad.reply(&r).await), "unknown_event");
-    let reply = bad.event(&bad_topic, "click", "no_such_handler", json!({})).await;
+    let reply = bad
+        .event(&bad_topic, "click", "no_such_handler", json!({}))
+        .await;
     assert_eq!(error_reason(&reply), "unknown_event");
     // A bad payload, and a handler that returns an error: the view carries on.
     let r = bad
-        .send_frame(Some(&bad_topic), &bad_topic, "event", json!({"type": "click"}))
+        .send_frame(
+            Some(&bad_topic),
+            &bad_topic,
+            "event",
+            json!({"type": "click"}),
+        )
         .await;
     assert_eq!(error_reason(&bad.reply(&r).await), "bad_payload");
-    let reply = bad.event(&bad_topic, "click", "op", json!({"kind": "explode"})).await;
+    let reply = bad
+        .event(&bad_topic, "click", "op", json!({"kind": "explode"}))
+        .await;
     assert_eq!(error_reason(&reply), "bad_payload");
     let reply = bad.event(&bad_topic, "click", "fail", json!({})).await;
     assert_eq!(error_reason(&reply), "handler_failed");
     let reply = bad
-        .event(&bad_topic, "click", "op", json!({"kind": "header", "text": "bad is fine"}))
+        .event(
+            &bad_topic,
+            "click",
+            "op",
+            json!({"kind": "header", "text": "bad is fine"}),
+        )
         .await;
     assert_eq!(reply["status"], "ok");
     n += 1;
@@ -338,18 +436,33 @@ async fn bad_input_gets_clear_errors_and_other_views_keep_working() {
 
     // Events for a view that is not joined, or with the wrong join ref.
     let r = bad
-        .send_frame(Some("lv:nope"), "lv:nope", "event", json!({"type": "click", "event": "op", "value": {}}))
+        .send_frame(
+            Some("lv:nope"),
+            "lv:nope",
+            "event",
+            json!({"type": "click", "event": "op", "value": {}}),
+        )
         .await;
     assert_eq!(error_reason(&bad.reply(&r).await), "not_joined");
     let r = bad
-        .send_frame(Some("wrong"), &bad_topic, "event", json!({"type": "click", "event": "op", "value": {}}))
+        .send_frame(
+            Some("wrong"),
+            &bad_topic,
+            "event",
+            json!({"type": "click", "event": "op", "value": {}}),
+        )
         .await;
     assert_eq!(error_reason(&bad.reply(&r).await), "not_joined");
     // Joining the same topic twice.
     let (_, body) = get(addr, "/lab").await;
     let (token, _) = page_token(&body);
     let r = bad
-        .send_frame(Some(&bad_topic), &bad_topic, "join", json!({"token": token, "url": "/lab"}))
+        .send_frame(
+            Some(&bad_topic),
+            &bad_topic,
+            "join",
+            json!({"token": token, "url": "/lab"}),
+        )
         .await;
     assert_eq!(error_reason(&bad.reply(&r).await), "already_joined");
 
@@ -362,7 +475,10 @@ async fn bad_input_gets_clear_errors_and_other_views_keep_working() {
         let reply = bad.join(&topic, t, "/lab").await;
         assert_eq!(error_reason(&reply), "invalid_token");
     }
-    let other = serve(app(LiveConfig::new(b"another-secret-key-0123456789abcdef0123".to_vec()))).await;
+    let other = serve(app(LiveConfig::new(
+        b"another-secret-key-0123456789abcdef0123".to_vec(),
+    )))
+    .await;
     let (_, body) = get(other, "/lab").await;
     let (foreign_token, _) = page_token(&body);
     let reply = bad.join("lv:foreign", &foreign_token, "/lab").await;
@@ -395,7 +511,12 @@ async fn bad_input_gets_clear_errors_and_other_views_keep_working() {
 
     // A crash ends that view only; the client can rejoin.
     let r = bad
-        .send_frame(Some(&bad_topic), &bad_topic, "event", json!({"type": "click", "event": "boom", "value": {}}))
+        .send_frame(
+            Some(&bad_topic),
+            &bad_topic,
+            "event",
+            json!({"type": "click", "event": "boom", "value": {}}),
+        )
         .await;
     let mut saw_error = false;
     while let Some(f) = bad.next(Duration::from_secs(5)).await {
@@ -420,7 +541,10 @@ async fn bad_input_gets_clear_errors_and_other_views_keep_working() {
     assert_eq!(f[4]["reason"], "malformed");
 
     // An oversized frame closes that connection with 1009 "too_large".
-    let huge = format!("[null,\"1\",\"phoenix\",\"heartbeat\",{{\"x\":\"{}\"}}]", "x".repeat(2 << 20));
+    let huge = format!(
+        "[null,\"1\",\"phoenix\",\"heartbeat\",{{\"x\":\"{}\"}}]",
+        "x".repeat(2 << 20)
+    );
     bad.send_text(huge).await;
     while bad.next(Duration::from_secs(5)).await.is_some() {}
     let close = bad.log.last().expect("close");
@@ -430,6 +554,8 @@ async fn bad_input_gets_clear_errors_and_other_views_keep_working() {
     still_works(&mut good, &good_topic, n).await;
 
     // Heartbeats are answered.
-    let r = good.send_frame(None, "phoenix", "heartbeat", json!({})).await;
+    let r = good
+        .send_frame(None, "phoenix", "heartbeat", json!({}))
+        .await;
     assert_eq!(good.reply(&r).await["status"], "ok");
 }

@@ -14,11 +14,24 @@ const WAIT: Duration = Duration::from_secs(10);
 fn psql(db: &TestDb, sql: &str) {
     let port = with_cluster(|c| c.port());
     let out = Command::new("psql")
-        .args(["-X", "-q", "-v", "ON_ERROR_STOP=1", "-h", "127.0.0.1", "-U", "postgres"])
+        .args([
+            "-X",
+            "-q",
+            "-v",
+            "ON_ERROR_STOP=1",
+            "-h",
+            "127.0.0.1",
+            "-U",
+            "postgres",
+        ])
         .args(["-p", &port.to_string(), "-d", &db.name, "-c", sql])
         .output()
         .expect("run psql");
-    assert!(out.status.success(), "psql: {}", String::from_utf8_lossy(&out.stderr));
+    assert!(
+        out.status.success(),
+        "psql: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
 }
 
 async fn exec(db: &TestDb, sql: &str) {
@@ -41,19 +54,52 @@ async fn crud_script(db: &TestDb, table: &str, prefix: &str) {
     let (mut b, tb) = open(addr, &format!("{prefix}/2")).await;
     wait_rows(&mut a, &ta, &[]).await;
 
-    exec(db, &format!("INSERT INTO {table} (id, list_id, title) VALUES (1, 1, 'milk'), (2, 1, 'eggs')")).await;
+    exec(
+        db,
+        &format!("INSERT INTO {table} (id, list_id, title) VALUES (1, 1, 'milk'), (2, 1, 'eggs')"),
+    )
+    .await;
     wait_rows(&mut a, &ta, &[(1, "milk"), (2, "eggs")]).await;
-    psql(db, &format!("INSERT INTO {table} (id, list_id, title) VALUES (3, 1, 'from psql 😀')"));
-    wait_rows(&mut a, &ta, &[(1, "milk"), (2, "eggs"), (3, "from psql 😀")]).await;
-    exec(db, &format!("UPDATE {table} SET title = 'oat milk', done = true WHERE id = 1")).await;
-    wait_rows(&mut a, &ta, &[(1, "oat milk ✓"), (2, "eggs"), (3, "from psql 😀")]).await;
-    psql(db, &format!("UPDATE {table} SET title = 'big eggs' WHERE id = 2"));
-    wait_rows(&mut a, &ta, &[(1, "oat milk ✓"), (2, "big eggs"), (3, "from psql 😀")]).await;
+    psql(
+        db,
+        &format!("INSERT INTO {table} (id, list_id, title) VALUES (3, 1, 'from psql 😀')"),
+    );
+    wait_rows(
+        &mut a,
+        &ta,
+        &[(1, "milk"), (2, "eggs"), (3, "from psql 😀")],
+    )
+    .await;
+    exec(
+        db,
+        &format!("UPDATE {table} SET title = 'oat milk', done = true WHERE id = 1"),
+    )
+    .await;
+    wait_rows(
+        &mut a,
+        &ta,
+        &[(1, "oat milk ✓"), (2, "eggs"), (3, "from psql 😀")],
+    )
+    .await;
+    psql(
+        db,
+        &format!("UPDATE {table} SET title = 'big eggs' WHERE id = 2"),
+    );
+    wait_rows(
+        &mut a,
+        &ta,
+        &[(1, "oat milk ✓"), (2, "big eggs"), (3, "from psql 😀")],
+    )
+    .await;
     exec(db, &format!("DELETE FROM {table} WHERE id = 3")).await;
     wait_rows(&mut a, &ta, &[(1, "oat milk ✓"), (2, "big eggs")]).await;
 
     // A key move: the row leaves list 1 and enters list 2.
-    exec(db, &format!("UPDATE {table} SET list_id = 2, title = 'moved' WHERE id = 2")).await;
+    exec(
+        db,
+        &format!("UPDATE {table} SET list_id = 2, title = 'moved' WHERE id = 2"),
+    )
+    .await;
     wait_rows(&mut a, &ta, &[(1, "oat milk ✓")]).await;
     wait_rows(&mut b, &tb, &[(2, "moved")]).await;
     // And back, by psql, then deleted there.
@@ -96,7 +142,11 @@ async fn changes_patch_connected_views_with_default_identity() {
 
 /// Every frame a client received, as text.
 fn frames_text(c: &WsClient) -> String {
-    c.log.iter().map(Value::to_string).collect::<Vec<_>>().join("\n")
+    c.log
+        .iter()
+        .map(Value::to_string)
+        .collect::<Vec<_>>()
+        .join("\n")
 }
 
 #[tokio::test]
@@ -107,19 +157,42 @@ async fn a_view_never_receives_rows_of_another_key() {
         let (mut a, ta) = open(addr, &format!("{prefix}/1")).await;
         let (mut b, tb) = open(addr, &format!("{prefix}/2")).await;
         exec(&db, &format!("INSERT INTO {table} (id, list_id, title) VALUES (100, 1, 'mine'), (200, 2, 'secret-B-1')")).await;
-        exec(&db, &format!("UPDATE {table} SET title = 'secret-B-2' WHERE id = 200")).await;
-        exec(&db, &format!("INSERT INTO {table} (id, list_id, title) VALUES (201, 2, 'secret-B-3')")).await;
+        exec(
+            &db,
+            &format!("UPDATE {table} SET title = 'secret-B-2' WHERE id = 200"),
+        )
+        .await;
+        exec(
+            &db,
+            &format!("INSERT INTO {table} (id, list_id, title) VALUES (201, 2, 'secret-B-3')"),
+        )
+        .await;
         exec(&db, &format!("DELETE FROM {table} WHERE id = 201")).await;
         // Out of A: a move from 1 to 2 carries B's new values; A must see only the removal.
-        exec(&db, &format!("UPDATE {table} SET list_id = 2, title = 'secret-B-4' WHERE id = 100")).await;
-        exec(&db, &format!("UPDATE {table} SET title = 'secret-B-5' WHERE id = 100")).await;
+        exec(
+            &db,
+            &format!("UPDATE {table} SET list_id = 2, title = 'secret-B-4' WHERE id = 100"),
+        )
+        .await;
+        exec(
+            &db,
+            &format!("UPDATE {table} SET title = 'secret-B-5' WHERE id = 100"),
+        )
+        .await;
         exec(&db, &format!("DELETE FROM {table} WHERE id = 100")).await;
-        exec(&db, &format!("INSERT INTO {table} (id, list_id, title) VALUES (101, 1, 'done-A')")).await;
+        exec(
+            &db,
+            &format!("INSERT INTO {table} (id, list_id, title) VALUES (101, 1, 'done-A')"),
+        )
+        .await;
         wait_rows(&mut a, &ta, &[(101, "done-A")]).await;
         wait_rows(&mut b, &tb, &[(200, "secret-B-2")]).await;
         let seen = frames_text(&a);
         assert!(seen.contains("mine"), "A saw its own row");
-        assert!(!seen.contains("secret-B"), "A received a row of key B: {seen}");
+        assert!(
+            !seen.contains("secret-B"),
+            "A received a row of key B: {seen}"
+        );
         exec(&db, &format!("DELETE FROM {table}")).await;
     }
 }
@@ -131,7 +204,11 @@ async fn a_slow_client_does_not_delay_other_views() {
     // The slow client joins, then never reads its socket again.
     let (slow, _slow_topic) = open(addr, "/lists/1").await;
     let (mut fast, tf) = open(addr, "/lists/1").await;
-    exec(&db, "INSERT INTO items (id, list_id, title) VALUES (1, 1, 'x')").await;
+    exec(
+        &db,
+        "INSERT INTO items (id, list_id, title) VALUES (1, 1, 'x')",
+    )
+    .await;
     wait_rows(&mut fast, &tf, &[(1, "x")]).await;
     let big = "y".repeat(60_000);
     let mut worst = Duration::ZERO;
@@ -143,12 +220,17 @@ async fn a_slow_client_does_not_delay_other_views() {
             .execute(&db.pool)
             .await
             .expect("update");
-        let ok = fast.wait_html(&tf, WAIT, |h| h.contains(&format!(">{i}-y"))).await;
+        let ok = fast
+            .wait_html(&tf, WAIT, |h| h.contains(&format!(">{i}-y")))
+            .await;
         assert!(ok, "update {i} did not reach the fast client");
         worst = worst.max(t0.elapsed());
     }
     // 150 × 60 KB is far more than the slow client's socket buffers hold.
-    assert!(worst < Duration::from_secs(2), "worst delivery to the fast client: {worst:?}");
+    assert!(
+        worst < Duration::from_secs(2),
+        "worst delivery to the fast client: {worst:?}"
+    );
     let status = live.listener_status().expect("listener");
     assert!(status.connected());
     drop(slow);
@@ -186,7 +268,11 @@ async fn killing_the_walsender_during_writes_loses_and_doubles_nothing() {
     assert!(kills >= 2, "the walsender was killed {kills} times");
     live_tests::faults::assert_views_match_db(&db, &mut views).await;
     let status = live.listener_status().expect("listener");
-    assert!(status.reconnects() >= 2, "reconnects: {}", status.reconnects());
+    assert!(
+        status.reconnects() >= 2,
+        "reconnects: {}",
+        status.reconnects()
+    );
     let shown: usize = views.iter().map(|(_, c, t)| rows(&c.html(t)).len()).sum();
     eprintln!(
         "walsender killed {kills} times, listener reconnected {} times, {} transactions dispatched, {shown} rows shown in 6 views",

@@ -33,8 +33,11 @@ async fn new_list(db: &TestDb) -> i64 {
 
 /// Focuses an input and selects its text (WebDriver's clear would blur it, which saves).
 async fn select_all(b: &Browser, css: &str) {
-    b.js(&format!("const e = document.querySelector({}); e.focus(); e.select(); return true", q(css)))
-        .await;
+    b.js(&format!(
+        "const e = document.querySelector({}); e.focus(); e.select(); return true",
+        q(css)
+    ))
+    .await;
 }
 
 /// A CSS selector as a JavaScript string literal.
@@ -87,7 +90,10 @@ async fn li_of(b: &Browser, text: &str) -> String {
             serde_json::to_string(text).expect("json")
         ))
         .await;
-    let key = key.as_str().unwrap_or_else(|| panic!("no todo {text:?}")).to_string();
+    let key = key
+        .as_str()
+        .unwrap_or_else(|| panic!("no todo {text:?}"))
+        .to_string();
     format!(".todo-list li[data-live-key=\"{key}\"]")
 }
 
@@ -110,7 +116,12 @@ async fn todomvc_behaviours_in_a_real_browser() {
     // An empty list hides main and footer.
     assert_eq!(b.js("return document.querySelector('section.main') === null && document.querySelector('footer.footer') === null").await, true);
     assert_eq!(
-        b.find("input.new-todo").await.attr("placeholder").await.unwrap().as_deref(),
+        b.find("input.new-todo")
+            .await
+            .attr("placeholder")
+            .await
+            .unwrap()
+            .as_deref(),
         Some("What needs to be done?")
     );
 
@@ -118,20 +129,30 @@ async fn todomvc_behaviours_in_a_real_browser() {
     let input = b.find("input.new-todo").await;
     input.send_keys(&enter("  milk  ")).await.unwrap();
     wait_labels(&b, &["milk"]).await;
-    b.wait_js("return document.querySelector('input.new-todo').value === ''").await;
+    b.wait_js("return document.querySelector('input.new-todo').value === ''")
+        .await;
     input.send_keys(&enter("   ")).await.unwrap();
     input.send_keys(&enter("eggs")).await.unwrap();
     wait_labels(&b, &["milk", "eggs"]).await;
     assert_eq!(count_text(&b).await, "2 items left");
     b.wait_js("return document.querySelector('section.main') !== null && document.querySelector('footer.footer') !== null").await;
-    assert_eq!(b.js("return document.querySelector('.clear-completed') === null").await, true);
+    assert_eq!(
+        b.js("return document.querySelector('.clear-completed') === null")
+            .await,
+        true
+    );
 
     // Toggle one.
     let milk = li_of(&b, "milk").await;
     js_click(&b, &format!("{milk} input.toggle")).await;
-    b.wait_js(&format!("return document.querySelector({}).classList.contains('completed')", q(&milk))).await;
+    b.wait_js(&format!(
+        "return document.querySelector({}).classList.contains('completed')",
+        q(&milk)
+    ))
+    .await;
     assert_eq!(count_text(&b).await, "1 item left");
-    b.wait_js("return document.querySelector('.clear-completed') !== null").await;
+    b.wait_js("return document.querySelector('.clear-completed') !== null")
+        .await;
 
     // Filters are URL patches, kept across reloads.
     js_click(&b, ".filters a[href$='filter=active']").await;
@@ -140,7 +161,11 @@ async fn todomvc_behaviours_in_a_real_browser() {
     b.client.refresh().await.unwrap();
     b.wait_connected().await;
     assert_eq!(labels(&b).await, vec!["eggs"]);
-    assert_eq!(b.js("return document.querySelector('.filters a.selected').textContent").await, "Active");
+    assert_eq!(
+        b.js("return document.querySelector('.filters a.selected').textContent")
+            .await,
+        "Active"
+    );
     js_click(&b, ".filters a[href$='filter=completed']").await;
     wait_labels(&b, &["milk"]).await;
     js_click(&b, ".filters a:not([href*='filter'])").await;
@@ -160,21 +185,27 @@ async fn todomvc_behaviours_in_a_real_browser() {
     select_all(&b, "li.editing input.edit").await;
     edit.send_keys(&enter("bacon")).await.unwrap();
     wait_labels(&b, &["milk", "bacon"]).await;
-    b.wait_js("return document.querySelector('li.editing') === null").await;
+    b.wait_js("return document.querySelector('li.editing') === null")
+        .await;
 
     // Escape cancels.
     js_dblclick(&b, &format!("{eggs} label")).await;
-    b.wait_js("return document.querySelector('li.editing input.edit') !== null").await;
+    b.wait_js("return document.querySelector('li.editing input.edit') !== null")
+        .await;
     let edit = b.find("li.editing input.edit").await;
     edit.send_keys("zzz").await.unwrap();
-    edit.send_keys(&char::from(Key::Escape).to_string()).await.unwrap();
-    b.wait_js("return document.querySelector('li.editing') === null").await;
+    edit.send_keys(&char::from(Key::Escape).to_string())
+        .await
+        .unwrap();
+    b.wait_js("return document.querySelector('li.editing') === null")
+        .await;
     tokio::time::sleep(Duration::from_millis(200)).await;
     assert_eq!(labels(&b).await, vec!["milk", "bacon"]);
 
     // Blur saves.
     js_dblclick(&b, &format!("{eggs} label")).await;
-    b.wait_js("return document.querySelector('li.editing input.edit') !== null").await;
+    b.wait_js("return document.querySelector('li.editing input.edit') !== null")
+        .await;
     let edit = b.find("li.editing input.edit").await;
     select_all(&b, "li.editing input.edit").await;
     edit.send_keys("bacon & beans").await.unwrap();
@@ -183,10 +214,13 @@ async fn todomvc_behaviours_in_a_real_browser() {
 
     // An emptied title deletes.
     js_dblclick(&b, &format!("{eggs} label")).await;
-    b.wait_js("return document.querySelector('li.editing input.edit') !== null").await;
+    b.wait_js("return document.querySelector('li.editing input.edit') !== null")
+        .await;
     let edit = b.find("li.editing input.edit").await;
     select_all(&b, "li.editing input.edit").await;
-    edit.send_keys(&enter(&char::from(Key::Backspace).to_string())).await.unwrap();
+    edit.send_keys(&enter(&char::from(Key::Backspace).to_string()))
+        .await
+        .unwrap();
     wait_labels(&b, &["milk"]).await;
 
     // Toggle all, both ways. (The page was reloaded above: find the input again.)
@@ -194,50 +228,85 @@ async fn todomvc_behaviours_in_a_real_browser() {
     input.send_keys(&enter("tea")).await.unwrap();
     wait_labels(&b, &["milk", "tea"]).await;
     js_click(&b, "#toggle-all").await;
-    b.wait_js("return document.querySelectorAll('.todo-list li.completed').length === 2").await;
+    b.wait_js("return document.querySelectorAll('.todo-list li.completed').length === 2")
+        .await;
     assert_eq!(count_text(&b).await, "0 items left");
     js_click(&b, "#toggle-all").await;
-    b.wait_js("return document.querySelectorAll('.todo-list li.completed').length === 0").await;
+    b.wait_js("return document.querySelectorAll('.todo-list li.completed').length === 0")
+        .await;
     assert_eq!(count_text(&b).await, "2 items left");
 
     // Clear completed; destroy.
     let tea = li_of(&b, "tea").await;
     js_click(&b, &format!("{tea} input.toggle")).await;
-    b.wait_js("return document.querySelector('.clear-completed') !== null").await;
+    b.wait_js("return document.querySelector('.clear-completed') !== null")
+        .await;
     js_click(&b, ".clear-completed").await;
     wait_labels(&b, &["milk"]).await;
-    b.wait_js("return document.querySelector('.clear-completed') === null").await;
+    b.wait_js("return document.querySelector('.clear-completed') === null")
+        .await;
     let milk = li_of(&b, "milk").await;
     js_click(&b, &format!("{milk} button.destroy")).await;
-    b.wait_js("return document.querySelector('section.main') === null").await;
+    b.wait_js("return document.querySelector('section.main') === null")
+        .await;
 
     // HTML is text; emoji and long titles round-trip.
     let xss = "<img src=x onerror=alert(1)>";
     input.send_keys(&enter(xss)).await.unwrap();
     input.send_keys(&enter("🎉 fête 😀")).await.unwrap();
     wait_labels(&b, &[xss, "🎉 fête 😀"]).await;
-    assert_eq!(b.js("return document.querySelector('.todo-list img') === null").await, true);
-    let long: String = "long title ".repeat(1000).trim().chars().take(10_000).collect();
+    assert_eq!(
+        b.js("return document.querySelector('.todo-list img') === null")
+            .await,
+        true
+    );
+    let long: String = "long title "
+        .repeat(1000)
+        .trim()
+        .chars()
+        .take(10_000)
+        .collect();
     input.send_keys(&enter(&long)).await.unwrap();
-    b.wait_js("return document.querySelectorAll('.todo-list li').length === 3").await;
-    let stored: Vec<String> = sqlx::query_scalar("SELECT title FROM todos WHERE list_id = $1 ORDER BY id")
-        .bind(list)
-        .fetch_all(&db.pool)
-        .await
-        .expect("titles");
-    assert_eq!(stored, vec![xss.to_string(), "🎉 fête 😀".to_string(), long.clone()]);
+    b.wait_js("return document.querySelectorAll('.todo-list li').length === 3")
+        .await;
+    let stored: Vec<String> =
+        sqlx::query_scalar("SELECT title FROM todos WHERE list_id = $1 ORDER BY id")
+            .bind(list)
+            .fetch_all(&db.pool)
+            .await
+            .expect("titles");
+    assert_eq!(
+        stored,
+        vec![xss.to_string(), "🎉 fête 😀".to_string(), long.clone()]
+    );
     assert_eq!(labels(&b).await[2].chars().count(), long.chars().count());
 
     if let Ok(path) = std::env::var("TODO_SCREENSHOT") {
         // A picture for the README.
-        sqlx::query("DELETE FROM todos WHERE list_id = $1").bind(list).execute(&db.pool).await.expect("delete");
-        b.wait_js("return document.querySelector('section.main') === null").await;
-        for t in ["Buy oat milk", "Write the release notes", "Call the plumber", "Water the plants"] {
+        sqlx::query("DELETE FROM todos WHERE list_id = $1")
+            .bind(list)
+            .execute(&db.pool)
+            .await
+            .expect("delete");
+        b.wait_js("return document.querySelector('section.main') === null")
+            .await;
+        for t in [
+            "Buy oat milk",
+            "Write the release notes",
+            "Call the plumber",
+            "Water the plants",
+        ] {
             input.send_keys(&enter(t)).await.unwrap();
         }
-        b.wait_js("return document.querySelectorAll('.todo-list li').length === 4").await;
-        js_click(&b, &format!("{} input.toggle", li_of(&b, "Buy oat milk").await)).await;
-        b.wait_js("return document.querySelectorAll('.todo-list li.completed').length === 1").await;
+        b.wait_js("return document.querySelectorAll('.todo-list li').length === 4")
+            .await;
+        js_click(
+            &b,
+            &format!("{} input.toggle", li_of(&b, "Buy oat milk").await),
+        )
+        .await;
+        b.wait_js("return document.querySelectorAll('.todo-list li.completed').length === 1")
+            .await;
         b.js("document.activeElement.blur(); return true").await;
         tokio::time::sleep(Duration::from_millis(300)).await;
         let png = b.client.screenshot().await.expect("screenshot");
@@ -257,18 +326,31 @@ async fn two_browsers_see_each_others_changes_and_outside_writes() {
     a.open(&url).await;
     b.open(&url).await;
 
-    a.find("input.new-todo").await.send_keys(&enter("from A")).await.unwrap();
+    a.find("input.new-todo")
+        .await
+        .send_keys(&enter("from A"))
+        .await
+        .unwrap();
     wait_labels(&b, &["from A"]).await;
-    b.find("input.new-todo").await.send_keys(&enter("from B")).await.unwrap();
+    b.find("input.new-todo")
+        .await
+        .send_keys(&enter("from B"))
+        .await
+        .unwrap();
     wait_labels(&a, &["from A", "from B"]).await;
 
     // B toggles, A sees it.
     let sel = li_of(&b, "from A").await;
     js_click(&b, &format!("{sel} input.toggle")).await;
-    a.wait_js(&format!("return document.querySelector({}).classList.contains('completed')", serde_json::to_string(&sel).unwrap())).await;
+    a.wait_js(&format!(
+        "return document.querySelector({}).classList.contains('completed')",
+        serde_json::to_string(&sel).unwrap()
+    ))
+    .await;
     // A edits, B sees it.
     js_dblclick(&a, &format!("{} label", li_of(&a, "from B").await)).await;
-    a.wait_js("return document.querySelector('li.editing input.edit') !== null").await;
+    a.wait_js("return document.querySelector('li.editing input.edit') !== null")
+        .await;
     let edit = a.find("li.editing input.edit").await;
     select_all(&a, "li.editing input.edit").await;
     edit.send_keys(&enter("edited by A")).await.unwrap();
@@ -280,28 +362,58 @@ async fn two_browsers_see_each_others_changes_and_outside_writes() {
     // A row written by another program (psql) appears in both.
     let port = with_cluster(|c| c.port());
     let out = std::process::Command::new("psql")
-        .args(["-X", "-q", "-h", "127.0.0.1", "-U", "postgres", "-p", &port.to_string(), "-d", &db.name])
-        .args(["-c", &format!("INSERT INTO todos (list_id, title) VALUES ({list}, 'from psql')")])
+        .args([
+            "-X",
+            "-q",
+            "-h",
+            "127.0.0.1",
+            "-U",
+            "postgres",
+            "-p",
+            &port.to_string(),
+            "-d",
+            &db.name,
+        ])
+        .args([
+            "-c",
+            &format!("INSERT INTO todos (list_id, title) VALUES ({list}, 'from psql')"),
+        ])
         .output()
         .expect("psql");
-    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
     wait_labels(&a, &["edited by A", "from psql"]).await;
     wait_labels(&b, &["edited by A", "from psql"]).await;
     sqlx::query("UPDATE todos SET completed = true WHERE title = 'from psql'")
         .execute(&db.pool)
         .await
         .expect("update");
-    a.wait_js("return document.querySelectorAll('.todo-list li.completed').length === 1").await;
+    a.wait_js("return document.querySelectorAll('.todo-list li.completed').length === 1")
+        .await;
 
     // A second list never sees the first one's rows, and the other way round.
     b.open(&format!("http://{addr}/lists/{other}")).await;
     assert_eq!(labels(&b).await, Vec::<String>::new());
-    a.find("input.new-todo").await.send_keys(&enter("only in list one")).await.unwrap();
+    a.find("input.new-todo")
+        .await
+        .send_keys(&enter("only in list one"))
+        .await
+        .unwrap();
     wait_labels(&a, &["edited by A", "from psql", "only in list one"]).await;
-    b.find("input.new-todo").await.send_keys(&enter("only in list two")).await.unwrap();
+    b.find("input.new-todo")
+        .await
+        .send_keys(&enter("only in list two"))
+        .await
+        .unwrap();
     wait_labels(&b, &["only in list two"]).await;
     tokio::time::sleep(Duration::from_millis(300)).await;
-    assert_eq!(labels(&a).await, vec!["edited by A", "from psql", "only in list one"]);
+    assert_eq!(
+        labels(&a).await,
+        vec!["edited by A", "from psql", "only in list one"]
+    );
     assert_eq!(labels(&b).await, vec!["only in list two"]);
     a.close().await;
     b.close().await;
@@ -316,19 +428,29 @@ async fn typed_text_and_focus_survive_changes_from_another_window() {
     let b = Browser::start().await;
     a.open(&url).await;
     b.open(&url).await;
-    b.find("input.new-todo").await.send_keys(&enter("first")).await.unwrap();
+    b.find("input.new-todo")
+        .await
+        .send_keys(&enter("first"))
+        .await
+        .unwrap();
     wait_labels(&a, &["first"]).await;
 
     let input = a.find("input.new-todo").await;
     input.click().await.unwrap();
     input.send_keys("half typed é😀").await.unwrap();
-    a.js("document.querySelector('input.new-todo').setSelectionRange(3, 7); return true").await;
+    a.js("document.querySelector('input.new-todo').setSelectionRange(3, 7); return true")
+        .await;
     for t in ["second", "third"] {
-        b.find("input.new-todo").await.send_keys(&enter(t)).await.unwrap();
+        b.find("input.new-todo")
+            .await
+            .send_keys(&enter(t))
+            .await
+            .unwrap();
     }
     js_click(&b, &format!("{} input.toggle", li_of(&b, "first").await)).await;
     wait_labels(&a, &["first", "second", "third"]).await;
-    a.wait_js("return document.querySelectorAll('.todo-list li.completed').length === 1").await;
+    a.wait_js("return document.querySelectorAll('.todo-list li.completed').length === 1")
+        .await;
     let state = a
         .js("const n = document.querySelector('input.new-todo'); return [n.value, document.activeElement === n, n.selectionStart, n.selectionEnd]")
         .await;
@@ -341,7 +463,12 @@ async fn typed_text_and_focus_survive_changes_from_another_window() {
 async fn bad_input_gets_sensible_results() {
     let (addr, db) = start().await;
     // Lists that do not exist, or ids that are not numbers: a 404 page, not a 500.
-    for path in ["/lists/999999", "/lists/abc", "/lists/-1", "/lists/1%27%20OR%201=1"] {
+    for path in [
+        "/lists/999999",
+        "/lists/abc",
+        "/lists/-1",
+        "/lists/1%27%20OR%201=1",
+    ] {
         let (status, body) = get(addr, path).await;
         assert_eq!(status, 404, "{path}");
         assert!(body.contains("Not found"), "{path}: {body}");
@@ -357,17 +484,37 @@ async fn bad_input_gets_sensible_results() {
         h.matches("<label live-dblclick").count()
     };
     // Whitespace only: ignored.
-    c.event(&topic, "keydown", "add", json!({"key": "Enter", "value": " \t  "})).await;
+    c.event(
+        &topic,
+        "keydown",
+        "add",
+        json!({"key": "Enter", "value": " \t  "}),
+    )
+    .await;
     // A double submit adds once.
     let r1 = c
-        .send_frame(Some(&topic), &topic, "event", json!({"type": "keydown", "event": "add", "value": {"key": "Enter", "value": "twice"}}))
+        .send_frame(
+            Some(&topic),
+            &topic,
+            "event",
+            json!({"type": "keydown", "event": "add", "value": {"key": "Enter", "value": "twice"}}),
+        )
         .await;
     let r2 = c
-        .send_frame(Some(&topic), &topic, "event", json!({"type": "keydown", "event": "add", "value": {"key": "Enter", "value": "twice"}}))
+        .send_frame(
+            Some(&topic),
+            &topic,
+            "event",
+            json!({"type": "keydown", "event": "add", "value": {"key": "Enter", "value": "twice"}}),
+        )
         .await;
     assert_eq!(c.reply(&r1).await["status"], "ok");
     assert_eq!(c.reply(&r2).await["status"], "ok");
-    assert!(c.wait_html(&topic, Duration::from_secs(5), |h| h.contains(">twice</label>")).await);
+    assert!(
+        c.wait_html(&topic, Duration::from_secs(5), |h| h
+            .contains(">twice</label>"))
+            .await
+    );
     tokio::time::sleep(Duration::from_millis(300)).await;
     let n: i64 = sqlx::query_scalar("SELECT count(*) FROM todos WHERE list_id = $1")
         .bind(list)
@@ -381,34 +528,76 @@ async fn bad_input_gets_sensible_results() {
         .fetch_one(&db.pool)
         .await
         .expect("id");
-    let reply = c.event(&topic, "dblclick", "edit", json!({"id": id.to_string()})).await;
+    let reply = c
+        .event(&topic, "dblclick", "edit", json!({"id": id.to_string()}))
+        .await;
     assert_eq!(reply["status"], "ok");
-    sqlx::query("DELETE FROM todos WHERE id = $1").bind(id).execute(&db.pool).await.expect("delete");
-    assert!(c.wait_html(&topic, Duration::from_secs(5), |h| !h.contains("twice")).await);
-    let reply = c.event(&topic, "keydown", "save", json!({"id": id.to_string(), "key": "Enter", "value": "too late"})).await;
+    sqlx::query("DELETE FROM todos WHERE id = $1")
+        .bind(id)
+        .execute(&db.pool)
+        .await
+        .expect("delete");
+    assert!(
+        c.wait_html(&topic, Duration::from_secs(5), |h| !h.contains("twice"))
+            .await
+    );
+    let reply = c
+        .event(
+            &topic,
+            "keydown",
+            "save",
+            json!({"id": id.to_string(), "key": "Enter", "value": "too late"}),
+        )
+        .await;
     assert_eq!(reply["status"], "ok");
     assert_eq!(titles(&c), 0);
     // Nonsense values: clear errors, the view carries on.
-    let reply = c.event(&topic, "click", "toggle", json!({"id": "not a number"})).await;
+    let reply = c
+        .event(&topic, "click", "toggle", json!({"id": "not a number"}))
+        .await;
     assert_eq!(reply["response"]["reason"], "bad_payload");
-    let reply = c.event(&topic, "click", "toggle", json!({"id": "999999"})).await;
-    assert_eq!(reply["status"], "ok", "toggling a todo of no list of ours changes nothing");
+    let reply = c
+        .event(&topic, "click", "toggle", json!({"id": "999999"}))
+        .await;
+    assert_eq!(
+        reply["status"], "ok",
+        "toggling a todo of no list of ours changes nothing"
+    );
     // Another list's todo cannot be touched from this view.
     let other = new_list(&db).await;
-    let foreign: i64 = sqlx::query_scalar("INSERT INTO todos (list_id, title) VALUES ($1, 'not yours') RETURNING id")
-        .bind(other)
-        .fetch_one(&db.pool)
-        .await
-        .expect("insert");
-    c.event(&topic, "click", "destroy", json!({"id": foreign.to_string()})).await;
+    let foreign: i64 = sqlx::query_scalar(
+        "INSERT INTO todos (list_id, title) VALUES ($1, 'not yours') RETURNING id",
+    )
+    .bind(other)
+    .fetch_one(&db.pool)
+    .await
+    .expect("insert");
+    c.event(
+        &topic,
+        "click",
+        "destroy",
+        json!({"id": foreign.to_string()}),
+    )
+    .await;
     let still: bool = sqlx::query_scalar("SELECT EXISTS (SELECT 1 FROM todos WHERE id = $1)")
         .bind(foreign)
         .fetch_one(&db.pool)
         .await
         .expect("exists");
     assert!(still);
-    let reply = c.event(&topic, "keydown", "add", json!({"key": "Enter", "value": "still works"})).await;
+    let reply = c
+        .event(
+            &topic,
+            "keydown",
+            "add",
+            json!({"key": "Enter", "value": "still works"}),
+        )
+        .await;
     assert_eq!(reply["status"], "ok");
-    assert!(c.wait_html(&topic, Duration::from_secs(5), |h| h.contains(">still works</label>")).await);
+    assert!(
+        c.wait_html(&topic, Duration::from_secs(5), |h| h
+            .contains(">still works</label>"))
+            .await
+    );
     assert!(!c.html(&topic).contains("not yours"));
 }

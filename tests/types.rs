@@ -9,8 +9,7 @@ use chrono::{DateTime, NaiveDate, NaiveDateTime, NaiveTime, Utc};
 use live_core::testing::TestView;
 use live_core::watch::{Change, StreamError};
 use live_core::{
-    Assigns, Live, LiveConfig, LiveView, Markup, Mount, SyncConfig, SyncCtx, ViewError, Watch,
-    html,
+    Assigns, Live, LiveConfig, LiveView, Markup, Mount, SyncConfig, SyncCtx, ViewError, Watch, html,
 };
 use live_tests::{SECRET, TestDb};
 use rust_decimal::Decimal;
@@ -120,12 +119,17 @@ impl LiveView for TypedView {
             .await?;
         let mut rows = Vec::new();
         for id in ids {
-            let mut r: Typed = sqlx::query_as(SELECT).bind(id).fetch_one(ctx.db().await?).await?;
-            r.arr_nested = sqlx::query_scalar::<_, Option<String>>("SELECT arr_nested::text FROM typed WHERE id = $1")
+            let mut r: Typed = sqlx::query_as(SELECT)
                 .bind(id)
                 .fetch_one(ctx.db().await?)
-                .await?
-                .map(|_| vec![vec![1, 2], vec![3, 4]]);
+                .await?;
+            r.arr_nested = sqlx::query_scalar::<_, Option<String>>(
+                "SELECT arr_nested::text FROM typed WHERE id = $1",
+            )
+            .bind(id)
+            .fetch_one(ctx.db().await?)
+            .await?
+            .map(|_| vec![vec![1, 2], vec![3, 4]]);
             rows.push(Arc::new(r));
         }
         Ok(TypedView { owner, rows })
@@ -146,7 +150,11 @@ async fn select(db: &TestDb, id: i64) -> Typed {
     r
 }
 
-async fn next_report(rx: &mut mpsc::UnboundedReceiver<Vec<Arc<Typed>>>, id: i64, pred: impl Fn(&Typed) -> bool) -> Typed {
+async fn next_report(
+    rx: &mut mpsc::UnboundedReceiver<Vec<Arc<Typed>>>,
+    id: i64,
+    pred: impl Fn(&Typed) -> bool,
+) -> Typed {
     let deadline = tokio::time::Instant::now() + Duration::from_secs(10);
     loop {
         let rows = tokio::time::timeout_at(deadline, rx.recv())
@@ -254,7 +262,10 @@ async fn every_type_round_trips_including_arrays_enums_and_toast() {
         .await
         .expect("in time")
         .expect("open");
-    assert!(matches!(c, Ok(Change::Deleted { id, .. }) if id == id2), "{c:?}");
+    assert!(
+        matches!(c, Ok(Change::Deleted { id, .. }) if id == id2),
+        "{c:?}"
+    );
 }
 
 /// A title that refuses to decode from replication when it is "poison" (sqlx reads it fine).
@@ -294,10 +305,11 @@ impl LiveView for PickyView {
 
     async fn mount(ctx: &mut Mount<'_, Self>) -> Result<Self, ViewError> {
         let owner: i32 = ctx.params().parse("owner")?;
-        let rows: Vec<PickyRow> = sqlx::query_as("SELECT * FROM picky WHERE owner = $1 ORDER BY id")
-            .bind(owner)
-            .fetch_all(ctx.db().await?)
-            .await?;
+        let rows: Vec<PickyRow> =
+            sqlx::query_as("SELECT * FROM picky WHERE owner = $1 ORDER BY id")
+                .bind(owner)
+                .fetch_all(ctx.db().await?)
+                .await?;
         Ok(PickyView {
             owner,
             rows: rows.into_iter().map(Arc::new).collect(),
@@ -320,8 +332,12 @@ async fn a_row_that_does_not_decode_reloads_its_views_and_the_listener_carries_o
         .build()
         .expect("runtime");
     live.listen().await.expect("listen");
-    let mut a = TestView::mount::<PickyView>(&live, "/p/{owner}", "/p/1").await.expect("mount");
-    let mut b = TestView::mount::<PickyView>(&live, "/p/{owner}", "/p/2").await.expect("mount");
+    let mut a = TestView::mount::<PickyView>(&live, "/p/{owner}", "/p/1")
+        .await
+        .expect("mount");
+    let mut b = TestView::mount::<PickyView>(&live, "/p/{owner}", "/p/2")
+        .await
+        .expect("mount");
     for (owner, title) in [(1, "fine"), (1, "poison"), (1, "after"), (2, "other list")] {
         sqlx::query("INSERT INTO picky (owner, title) VALUES ($1, $2)")
             .bind(owner)

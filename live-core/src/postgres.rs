@@ -157,7 +157,13 @@ impl LocalPostgres {
             let out = command(&initdb, user)
                 .arg("-D")
                 .arg(&data)
-                .args(["-U", "postgres", "--auth=trust", "--encoding=UTF8", "--locale=C"])
+                .args([
+                    "-U",
+                    "postgres",
+                    "--auth=trust",
+                    "--encoding=UTF8",
+                    "--locale=C",
+                ])
                 .arg("--no-instructions")
                 .stdin(Stdio::null())
                 .output()?;
@@ -288,7 +294,11 @@ impl LocalPostgres {
         let Ok(text) = fs::read_to_string(&pid_file) else {
             return Ok(());
         };
-        let Some(pid) = text.lines().next().and_then(|l| l.trim().parse::<i32>().ok()) else {
+        let Some(pid) = text
+            .lines()
+            .next()
+            .and_then(|l| l.trim().parse::<i32>().ok())
+        else {
             return Ok(());
         };
         // SAFETY: kill with signal 0 only checks whether the process exists.

@@ -238,7 +238,10 @@ impl<S: Clone + Send + Sync + 'static> Live<S> {
             );
         }
         let mut views = self.rt.views.write().unwrap_or_else(|p| p.into_inner());
-        views.insert(path.to_string(), Arc::new(crate::session::Spawner::<V>(PhantomData)));
+        views.insert(
+            path.to_string(),
+            Arc::new(crate::session::Spawner::<V>(PhantomData)),
+        );
     }
 
     /// Starts the replication listener: checks the server (wal_level, privileges, publication,
@@ -662,11 +665,11 @@ async fn ws_upgrade<S: Clone + Send + Sync + 'static>(
         .on_upgrade(move |socket| crate::socket::serve_socket(rt, socket))
 }
 
-/// Looks up a registered view and starts it for a join.
+/// Looks up a registered view and starts it for a join (`Err`: the unknown route).
 pub(crate) fn spawn_view<S: Clone + Send + Sync + 'static>(
     rt: &Arc<Runtime<S>>,
     req: JoinRequest,
-) -> Result<(), JoinRequest> {
+) -> Result<(), String> {
     let spawner = {
         let views = rt.views.read().unwrap_or_else(|p| p.into_inner());
         views.get(&req.token.route).cloned()
@@ -676,7 +679,7 @@ pub(crate) fn spawn_view<S: Clone + Send + Sync + 'static>(
             s.spawn(rt.clone(), req);
             Ok(())
         }
-        None => Err(req),
+        None => Err(req.token.route),
     }
 }
 
@@ -696,12 +699,24 @@ mod tests {
     #[test]
     fn origins() {
         let mut c = LiveConfig::new(vec![0; 32]);
-        assert!(origin_allowed(&c, &headers(Some("http://127.0.0.1:3000"), "127.0.0.1:3000")));
-        assert!(!origin_allowed(&c, &headers(Some("http://evil.example"), "127.0.0.1:3000")));
+        assert!(origin_allowed(
+            &c,
+            &headers(Some("http://127.0.0.1:3000"), "127.0.0.1:3000")
+        ));
+        assert!(!origin_allowed(
+            &c,
+            &headers(Some("http://evil.example"), "127.0.0.1:3000")
+        ));
         assert!(!origin_allowed(&c, &headers(None, "127.0.0.1:3000")));
-        assert!(!origin_allowed(&c, &headers(Some("null"), "127.0.0.1:3000")));
+        assert!(!origin_allowed(
+            &c,
+            &headers(Some("null"), "127.0.0.1:3000")
+        ));
         c.allowed_origins.push("https://app.example".into());
-        assert!(origin_allowed(&c, &headers(Some("https://app.example"), "internal:80")));
+        assert!(origin_allowed(
+            &c,
+            &headers(Some("https://app.example"), "internal:80")
+        ));
         c.allow_missing_origin = true;
         assert!(origin_allowed(&c, &headers(None, "x")));
     }

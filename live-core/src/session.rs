@@ -23,7 +23,9 @@ use crate::protocol::{error_reply, frame, reply};
 use crate::render::{Rendered, render_tracked};
 use crate::router::Runtime;
 use crate::token::{Session, ViewToken};
-use crate::view::{Ctx, DbSlot, Event, LiveView, Mount, Params, Push, SyncCtx, ViewError, ViewHandle};
+use crate::view::{
+    Ctx, DbSlot, Event, LiveView, Mount, Params, Push, SyncCtx, ViewError, ViewHandle,
+};
 use crate::watch::{ApplyError, ChangeBatch, HeldRows, Key, WatchTypes};
 
 /// What the connection forwards to a view.
@@ -66,7 +68,8 @@ pub(crate) struct Spawner<V>(pub PhantomData<fn() -> V>);
 
 impl<V: LiveView> ViewSpawner<V::State> for Spawner<V> {
     fn spawn(&self, rt: Arc<Runtime<V::State>>, req: JoinRequest) {
-        let span = tracing::info_span!("view", view = std::any::type_name::<V>(), topic = %req.topic);
+        let span =
+            tracing::info_span!("view", view = std::any::type_name::<V>(), topic = %req.topic);
         tokio::spawn(run::<V>(rt, req).instrument(span));
     }
 }
@@ -148,18 +151,35 @@ impl Wire {
     }
 
     async fn push(&self, event: &str, payload: &str) -> Result<(), End> {
-        self.send(frame(Some(&self.join_ref), None, &self.topic, event, payload))
-            .await
+        self.send(frame(
+            Some(&self.join_ref),
+            None,
+            &self.topic,
+            event,
+            payload,
+        ))
+        .await
     }
 
     async fn reply_ok(&self, msg_ref: Option<&str>, response: &str) -> Result<(), End> {
-        self.send(reply(Some(&self.join_ref), msg_ref, &self.topic, true, response))
-            .await
+        self.send(reply(
+            Some(&self.join_ref),
+            msg_ref,
+            &self.topic,
+            true,
+            response,
+        ))
+        .await
     }
 
     async fn reply_error(&self, msg_ref: Option<&str>, reason: &str) -> Result<(), End> {
-        self.send(error_reply(Some(&self.join_ref), msg_ref, &self.topic, reason))
-            .await
+        self.send(error_reply(
+            Some(&self.join_ref),
+            msg_ref,
+            &self.topic,
+            reason,
+        ))
+        .await
     }
 }
 
@@ -392,7 +412,12 @@ impl<V: LiveView> ViewSession<V> {
                 .await
         };
         let error = match result {
-            Err(p) => return Err(End::Crash(format!("handle_event panicked: {}", panic_message(p)))),
+            Err(p) => {
+                return Err(End::Crash(format!(
+                    "handle_event panicked: {}",
+                    panic_message(p)
+                )));
+            }
             Ok(Ok(())) => None,
             Ok(Err(ViewError::UnknownEvent(n))) => {
                 tracing::warn!(event = %n, "unknown event");
@@ -428,7 +453,12 @@ impl<V: LiveView> ViewSession<V> {
                 .await
         };
         match result {
-            Err(p) => return Err(End::Crash(format!("handle_info panicked: {}", panic_message(p)))),
+            Err(p) => {
+                return Err(End::Crash(format!(
+                    "handle_info panicked: {}",
+                    panic_message(p)
+                )));
+            }
             Ok(Err(e)) => tracing::error!(error = %e, "handle_info failed"),
             Ok(Ok(())) => {}
         }
@@ -495,7 +525,8 @@ impl<V: LiveView> ViewSession<V> {
                     self.wire.push("redirect", &payload).await?;
                 }
                 Push::Event { name, payload } => {
-                    let payload = serde_json::json!({ "event": name, "payload": payload }).to_string();
+                    let payload =
+                        serde_json::json!({ "event": name, "payload": payload }).to_string();
                     self.wire.push("push_event", &payload).await?;
                 }
             }
@@ -547,7 +578,10 @@ impl<V: LiveView> ViewSession<V> {
                 .await
         };
         match result {
-            Err(p) => Err(End::Crash(format!("sync hook panicked: {}", panic_message(p)))),
+            Err(p) => Err(End::Crash(format!(
+                "sync hook panicked: {}",
+                panic_message(p)
+            ))),
             Ok(Err(e)) => {
                 tracing::error!(error = %e, "sync hook failed");
                 Ok(())
@@ -564,7 +598,12 @@ impl<V: LiveView> ViewSession<V> {
         };
         let key = self.view.subscription_key();
         let keys: Vec<_> = match &key {
-            Some(k) => self.types.types.iter().map(|t| (t.type_id, k.clone())).collect(),
+            Some(k) => self
+                .types
+                .types
+                .iter()
+                .map(|t| (t.type_id, k.clone()))
+                .collect(),
             None => Vec::new(),
         };
         let mut held = HeldRows::default();
@@ -671,7 +710,10 @@ impl<V: LiveView> ViewSession<V> {
                 .await
         };
         match result {
-            Err(p) => Err(End::Crash(format!("applying changes panicked: {}", panic_message(p)))),
+            Err(p) => Err(End::Crash(format!(
+                "applying changes panicked: {}",
+                panic_message(p)
+            ))),
             Ok(Ok(_)) => Ok(Applied::Done),
             Ok(Err(ApplyError::Reload)) => Ok(Applied::Reload),
             Ok(Err(ApplyError::Decode(e))) => {

@@ -258,7 +258,11 @@ async fn join<S: Clone + Send + Sync + 'static>(
         return;
     };
     if topics.contains_key(&f.topic) {
-        send(out, error_reply(Some(&join_ref), mr, &f.topic, "already_joined")).await;
+        send(
+            out,
+            error_reply(Some(&join_ref), mr, &f.topic, "already_joined"),
+        )
+        .await;
         return;
     }
     let token_str = f.payload.get("token").and_then(Value::as_str).unwrap_or("");
@@ -272,7 +276,11 @@ async fn join<S: Clone + Send + Sync + 'static>(
         Ok(t) => t,
         Err(e) => {
             tracing::warn!(error = %e, topic = %f.topic, "join refused: bad token");
-            send(out, error_reply(Some(&join_ref), mr, &f.topic, "invalid_token")).await;
+            send(
+                out,
+                error_reply(Some(&join_ref), mr, &f.topic, "invalid_token"),
+            )
+            .await;
             return;
         }
     };
@@ -296,8 +304,8 @@ async fn join<S: Clone + Send + Sync + 'static>(
         Ok(()) => {
             topics.insert(f.topic, Topic { join_ref, tx });
         }
-        Err(req) => {
-            tracing::warn!(route = %req.token.route, "join for an unknown view");
+        Err(route) => {
+            tracing::warn!(%route, "join for an unknown view");
             send(out, error_reply(Some(&join_ref), mr, &f.topic, "not_found")).await;
         }
     }

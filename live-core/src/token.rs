@@ -220,13 +220,24 @@ mod tests {
             s.verify::<(String, i32)>(&forged).unwrap_err(),
             TokenError::BadSignature
         );
-        assert_eq!(s.verify::<(String, i32)>(p).unwrap_err(), TokenError::Malformed);
-        assert_eq!(s.verify::<(String, i32)>("!!.!!").unwrap_err(), TokenError::Malformed);
+        assert_eq!(
+            s.verify::<(String, i32)>(p).unwrap_err(),
+            TokenError::Malformed
+        );
+        assert_eq!(
+            s.verify::<(String, i32)>("!!.!!").unwrap_err(),
+            TokenError::Malformed
+        );
     }
 
     #[test]
     fn expiry() {
-        let mut t = ViewToken::new("/".into(), BTreeMap::new(), Session::default(), Duration::from_secs(60));
+        let mut t = ViewToken::new(
+            "/".into(),
+            BTreeMap::new(),
+            Session::default(),
+            Duration::from_secs(60),
+        );
         assert!(t.check_expiry().is_ok());
         t.exp = now_secs() - 1;
         assert_eq!(t.check_expiry().unwrap_err(), TokenError::Expired);

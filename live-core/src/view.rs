@@ -101,7 +101,10 @@ pub trait LiveView: Assigns {
     /// not decode, a watched table was truncated or altered, or the subscription key changed.
     /// The default mounts the view again (which resets other assigns too); override it to
     /// reload only the rows.
-    fn reload(&mut self, ctx: &mut Mount<'_, Self>) -> impl Future<Output = Result<(), ViewError>> + Send {
+    fn reload(
+        &mut self,
+        ctx: &mut Mount<'_, Self>,
+    ) -> impl Future<Output = Result<(), ViewError>> + Send {
         async move {
             *self = Self::mount(ctx).await?;
             Ok(())
@@ -485,9 +488,17 @@ impl<V: LiveView> Mount<'_, V> {
 /// Something a handler asked the browser to do.
 #[derive(Debug, Clone)]
 pub(crate) enum Push {
-    Patch { to: String, replace: bool },
-    Redirect { to: String },
-    Event { name: String, payload: serde_json::Value },
+    Patch {
+        to: String,
+        replace: bool,
+    },
+    Redirect {
+        to: String,
+    },
+    Event {
+        name: String,
+        payload: serde_json::Value,
+    },
 }
 
 /// What event, message and params handlers get.

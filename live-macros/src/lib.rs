@@ -5,7 +5,10 @@ use proc_macro::TokenStream;
 use proc_macro2::{Span, TokenStream as TokenStream2};
 use quote::{quote, quote_spanned};
 use syn::spanned::Spanned;
-use syn::{Data, DeriveInput, Expr, ExprLit, Fields, Ident, Lit, LitStr, Meta, Path, Type, parse_macro_input};
+use syn::{
+    Data, DeriveInput, Expr, ExprLit, Fields, Ident, Lit, LitStr, Meta, Path, Type,
+    parse_macro_input,
+};
 
 /// Derives `live_core::Watch` for a row type.
 ///
@@ -124,7 +127,10 @@ fn watch_impl(input: &DeriveInput) -> syn::Result<TokenStream2> {
 
     let mut fields = Vec::new();
     for f in named_fields(input, "Watch")? {
-        let ident = f.ident.clone().ok_or_else(|| syn::Error::new(f.span(), "unnamed field"))?;
+        let ident = f
+            .ident
+            .clone()
+            .ok_or_else(|| syn::Error::new(f.span(), "unnamed field"))?;
         let mut column = ident.to_string().trim_start_matches("r#").to_string();
         let mut skip = false;
         for attr in f.attrs.iter().filter(|a| a.path().is_ident("watch")) {
@@ -134,7 +140,9 @@ fn watch_impl(input: &DeriveInput) -> syn::Result<TokenStream2> {
                 } else if meta.path.is_ident("skip") {
                     skip = true;
                 } else {
-                    return Err(meta.error("unknown #[watch] field option; expected `rename` or `skip`"));
+                    return Err(
+                        meta.error("unknown #[watch] field option; expected `rename` or `skip`")
+                    );
                 }
                 Ok(())
             })?;
@@ -166,7 +174,11 @@ fn watch_impl(input: &DeriveInput) -> syn::Result<TokenStream2> {
     let id_ty = &id_field.ty;
     let key_ident = &key_field.ident;
     let key_ty = &key_field.ty;
-    let columns: Vec<&String> = fields.iter().filter(|f| !f.skip).map(|f| &f.column).collect();
+    let columns: Vec<&String> = fields
+        .iter()
+        .filter(|f| !f.skip)
+        .map(|f| &f.column)
+        .collect();
     let decoders = fields.iter().map(|f| {
         let ident = &f.ident;
         let ty = &f.ty;
@@ -238,7 +250,9 @@ fn assigns_impl(input: &DeriveInput) -> syn::Result<TokenStream2> {
     let mut key: Option<(Ident, Type)> = None;
     let mut watched: Vec<Watched> = Vec::new();
     for f in named_fields(input, "Assigns")? {
-        let Some(ident) = f.ident.clone() else { continue };
+        let Some(ident) = f.ident.clone() else {
+            continue;
+        };
         for attr in &f.attrs {
             if attr.path().is_ident("subscription_key") {
                 if !matches!(attr.meta, Meta::Path(_)) {
@@ -386,7 +400,11 @@ fn assigns_impl(input: &DeriveInput) -> syn::Result<TokenStream2> {
             }
         }
     };
-    let key_only = if watched.is_empty() { key_fn_only(&key) } else { quote! {} };
+    let key_only = if watched.is_empty() {
+        key_fn_only(&key)
+    } else {
+        quote! {}
+    };
     Ok(quote! {
         impl ::live_core::Assigns for #name {
             #watched_methods

@@ -47,10 +47,8 @@ impl Browser {
             .process_group(0)
             .spawn()
             .expect("start chromedriver");
-        let profile = std::env::temp_dir().join(format!(
-            "live-chrome-{}-{port}",
-            std::process::id()
-        ));
+        let profile =
+            std::env::temp_dir().join(format!("live-chrome-{}-{port}", std::process::id()));
         let caps = json!({
             "goog:chromeOptions": {
                 "binary": chrome_bin,
@@ -112,11 +110,7 @@ impl Browser {
                 return;
             }
             if start.elapsed() > Duration::from_secs(10) {
-                let html = self
-                    .client
-                    .source()
-                    .await
-                    .unwrap_or_default();
+                let html = self.client.source().await.unwrap_or_default();
                 panic!("timed out waiting for `{body}`; page: {html}");
             }
             tokio::time::sleep(Duration::from_millis(20)).await;

@@ -13,7 +13,10 @@ struct Rng(u64);
 
 impl Rng {
     fn below(&mut self, n: u64) -> u64 {
-        self.0 = self.0.wrapping_mul(6364136223846793005).wrapping_add(1442695040888963407);
+        self.0 = self
+            .0
+            .wrapping_mul(6364136223846793005)
+            .wrapping_add(1442695040888963407);
         (self.0 >> 33) % n
     }
 }
@@ -39,7 +42,11 @@ pub fn spawn_writer(pool: PgPool, n: usize, seed: u64) -> tokio::task::JoinHandl
     tokio::spawn(async move {
         let mut rng = Rng(seed);
         for op in 0..n {
-            let table = if rng.below(2) == 0 { "items" } else { "items_d" };
+            let table = if rng.below(2) == 0 {
+                "items"
+            } else {
+                "items_d"
+            };
             let id = 1 + rng.below(300) as i64;
             let list = 1 + rng.below(4) as i64;
             let title = format!("v{op}");
@@ -52,7 +59,9 @@ pub fn spawn_writer(pool: PgPool, n: usize, seed: u64) -> tokio::task::JoinHandl
                     retry(&pool, &sql, (id, list, &title)).await;
                 }
                 4..=6 => {
-                    let sql = format!("UPDATE {table} SET title = $3, done = NOT done WHERE id = $1 AND $2 > 0");
+                    let sql = format!(
+                        "UPDATE {table} SET title = $3, done = NOT done WHERE id = $1 AND $2 > 0"
+                    );
                     retry(&pool, &sql, (id, list, &title)).await;
                 }
                 7 | 8 => {
@@ -71,8 +80,16 @@ pub fn spawn_writer(pool: PgPool, n: usize, seed: u64) -> tokio::task::JoinHandl
 /// Waits (up to 60 s) until every view shows exactly its list's rows in the database.
 pub async fn assert_views_match_db(db: &TestDb, views: &mut [(String, WsClient, String)]) {
     for (path, client, topic) in views.iter_mut() {
-        let table = if path.starts_with("/d/") { "items_d" } else { "items" };
-        let list: i64 = path.rsplit('/').next().and_then(|s| s.parse().ok()).expect("list id");
+        let table = if path.starts_with("/d/") {
+            "items_d"
+        } else {
+            "items"
+        };
+        let list: i64 = path
+            .rsplit('/')
+            .next()
+            .and_then(|s| s.parse().ok())
+            .expect("list id");
         let want: Vec<(i64, String)> = loop {
             match sqlx::query_as::<_, (i64, String, bool)>(sqlx::AssertSqlSafe(format!(
                 "SELECT id, title, done FROM {table} WHERE list_id = $1 ORDER BY id"

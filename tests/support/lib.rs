@@ -122,7 +122,11 @@ pub async fn get(addr: std::net::SocketAddr, path: &str) -> (u16, String) {
         .and_then(|s| s.parse().ok())
         .unwrap_or(0);
     let body = match text.split_once("\r\n\r\n") {
-        Some((head, body)) if head.to_ascii_lowercase().contains("transfer-encoding: chunked") => {
+        Some((head, body))
+            if head
+                .to_ascii_lowercase()
+                .contains("transfer-encoding: chunked") =>
+        {
             dechunk(body)
         }
         Some((_, body)) => body.to_string(),
@@ -215,16 +219,28 @@ impl WsClient {
 
     /// Sends raw text.
     pub async fn send_text(&mut self, text: String) {
-        self.ws.send(Message::Text(text.into())).await.expect("send");
+        self.ws
+            .send(Message::Text(text.into()))
+            .await
+            .expect("send");
     }
 
     /// Sends a binary message.
     pub async fn send_binary(&mut self, bytes: Vec<u8>) {
-        self.ws.send(Message::Binary(bytes.into())).await.expect("send");
+        self.ws
+            .send(Message::Binary(bytes.into()))
+            .await
+            .expect("send");
     }
 
     /// Sends a frame; returns its ref.
-    pub async fn send_frame(&mut self, join_ref: Option<&str>, topic: &str, event: &str, payload: Value) -> String {
+    pub async fn send_frame(
+        &mut self,
+        join_ref: Option<&str>,
+        topic: &str,
+        event: &str,
+        payload: Value,
+    ) -> String {
         let r = self.next_ref.to_string();
         self.next_ref += 1;
         let f = json!([join_ref, r, topic, event, payload]);
@@ -243,14 +259,18 @@ impl WsClient {
                         self.diff_bytes += v[4].to_string().len();
                         let topic = v[2].as_str().unwrap_or_default().to_string();
                         if let Some(m) = self.models.get_mut(&topic) {
-                            m.apply(&v[4]).unwrap_or_else(|e| panic!("diff did not apply: {e}: {v}"));
+                            m.apply(&v[4])
+                                .unwrap_or_else(|e| panic!("diff did not apply: {e}: {v}"));
                         }
                     }
                     self.log.push(v.clone());
                     return Some(v);
                 }
                 Ok(Message::Close(c)) => {
-                    self.log.push(json!(["close", c.map(|c| (u16::from(c.code), c.reason.to_string()))]));
+                    self.log.push(json!([
+                        "close",
+                        c.map(|c| (u16::from(c.code), c.reason.to_string()))
+                    ]));
                     return None;
                 }
                 Ok(_) => continue,
@@ -275,7 +295,12 @@ impl WsClient {
     /// Joins `topic` with a page token; returns the reply payload and sets up the model.
     pub async fn join(&mut self, topic: &str, token: &str, url: &str) -> Value {
         let r = self
-            .send_frame(Some(topic), topic, "join", json!({"token": token, "url": url}))
+            .send_frame(
+                Some(topic),
+                topic,
+                "join",
+                json!({"token": token, "url": url}),
+            )
             .await;
         let reply = self.reply(&r).await;
         if reply["status"] == "ok" {
@@ -288,18 +313,31 @@ impl WsClient {
     /// Sends an event to a joined topic and waits for its reply.
     pub async fn event(&mut self, topic: &str, kind: &str, name: &str, value: Value) -> Value {
         let r = self
-            .send_frame(Some(topic), topic, "event", json!({"type": kind, "event": name, "value": value}))
+            .send_frame(
+                Some(topic),
+                topic,
+                "event",
+                json!({"type": kind, "event": name, "value": value}),
+            )
             .await;
         self.reply(&r).await
     }
 
     /// The HTML of a joined topic as this client holds it.
     pub fn html(&self, topic: &str) -> String {
-        self.models.get(topic).map(ClientModel::html).unwrap_or_default()
+        self.models
+            .get(topic)
+            .map(ClientModel::html)
+            .unwrap_or_default()
     }
 
     /// Reads frames until `pred` holds for the topic's HTML.
-    pub async fn wait_html(&mut self, topic: &str, timeout: Duration, mut pred: impl FnMut(&str) -> bool) -> bool {
+    pub async fn wait_html(
+        &mut self,
+        topic: &str,
+        timeout: Duration,
+        mut pred: impl FnMut(&str) -> bool,
+    ) -> bool {
         let deadline = tokio::time::Instant::now() + timeout;
         while !pred(&self.html(topic)) {
             let left = deadline.saturating_duration_since(tokio::time::Instant::now());
@@ -318,7 +356,9 @@ pub async fn open(addr: std::net::SocketAddr, path: &str) -> (WsClient, String) 
     let (token, id) = page_token(&body);
     let mut c = WsClient::connect(addr).await;
     let topic = format!("lv:{id}");
-    let reply = c.join(&topic, &token, &format!("http://{addr}{path}")).await;
+    let reply = c
+        .join(&topic, &token, &format!("http://{addr}{path}"))
+        .await;
     assert_eq!(reply["status"], "ok", "join {path}: {reply}");
     (c, topic)
 }

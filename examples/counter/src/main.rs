@@ -16,7 +16,13 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
         .live_view::<Counter>("/", &live)
         .merge(live.router());
     let addr = std::env::var("PORT")
-        .map(|p| if p.contains(':') { p } else { format!("127.0.0.1:{p}") })
+        .map(|p| {
+            if p.contains(':') {
+                p
+            } else {
+                format!("127.0.0.1:{p}")
+            }
+        })
         .unwrap_or_else(|_| "127.0.0.1:3000".into());
     let listener = tokio::net::TcpListener::bind(&addr).await?;
     println!("counter running at http://{}/", listener.local_addr()?);

@@ -48,7 +48,11 @@ impl LiveView for Counter {
         }
     }
 
-    async fn handle_event(&mut self, event: Event, ctx: &mut Ctx<'_, Self>) -> Result<(), ViewError> {
+    async fn handle_event(
+        &mut self,
+        event: Event,
+        ctx: &mut Ctx<'_, Self>,
+    ) -> Result<(), ViewError> {
         match event.name.as_str() {
             "inc" => self.count += 1,
             "dec" => self.count -= 1,

@@ -241,13 +241,21 @@ impl LiveView for TodoPage {
         }
     }
 
-    async fn handle_params(&mut self, params: &Params, _ctx: &mut Ctx<'_, Self>) -> Result<(), ViewError> {
+    async fn handle_params(
+        &mut self,
+        params: &Params,
+        _ctx: &mut Ctx<'_, Self>,
+    ) -> Result<(), ViewError> {
         self.filter = Filter::from_params(params);
         self.shown = self.filtered(&self.todos);
         Ok(())
     }
 
-    async fn handle_event(&mut self, event: Event, ctx: &mut Ctx<'_, Self>) -> Result<(), ViewError> {
+    async fn handle_event(
+        &mut self,
+        event: Event,
+        ctx: &mut Ctx<'_, Self>,
+    ) -> Result<(), ViewError> {
         let pool = Self::pool(ctx).clone();
         match event.name.as_str() {
             "add" => {
@@ -271,19 +279,23 @@ impl LiveView for TodoPage {
             }
             "toggle" => {
                 let id: i64 = event.get_as("id")?;
-                sqlx::query("UPDATE todos SET completed = NOT completed WHERE id = $1 AND list_id = $2")
-                    .bind(id)
-                    .bind(self.list_id)
-                    .execute(&pool)
-                    .await?;
+                sqlx::query(
+                    "UPDATE todos SET completed = NOT completed WHERE id = $1 AND list_id = $2",
+                )
+                .bind(id)
+                .bind(self.list_id)
+                .execute(&pool)
+                .await?;
             }
             "toggle_all" => {
                 let all_done = self.left() == 0;
-                sqlx::query("UPDATE todos SET completed = $2 WHERE list_id = $1 AND completed <> $2")
-                    .bind(self.list_id)
-                    .bind(!all_done)
-                    .execute(&pool)
-                    .await?;
+                sqlx::query(
+                    "UPDATE todos SET completed = $2 WHERE list_id = $1 AND completed <> $2",
+                )
+                .bind(self.list_id)
+                .bind(!all_done)
+                .execute(&pool)
+                .await?;
             }
             "destroy" => {
                 let id: i64 = event.get_as("id")?;

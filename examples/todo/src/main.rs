@@ -66,7 +66,13 @@ async fn main() -> ExitCode {
         }
     };
     let addr = std::env::var("PORT")
-        .map(|p| if p.contains(':') { p } else { format!("127.0.0.1:{p}") })
+        .map(|p| {
+            if p.contains(':') {
+                p
+            } else {
+                format!("127.0.0.1:{p}")
+            }
+        })
         .unwrap_or_else(|_| "127.0.0.1:3000".into());
     let listener = match tokio::net::TcpListener::bind(&addr).await {
         Ok(l) => l,

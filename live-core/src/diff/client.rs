@@ -124,7 +124,10 @@ impl ClientModel {
                         .get(1)
                         .and_then(Value::as_array)
                         .ok_or_else(|| bad("static ops"))?;
-                    let s = next.statics.get(i).ok_or_else(|| bad("static out of range"))?;
+                    let s = next
+                        .statics
+                        .get(i)
+                        .ok_or_else(|| bad("static out of range"))?;
                     let patched = apply_text(s, ops)?;
                     next.statics[i] = patched;
                 }
@@ -139,7 +142,10 @@ impl ClientModel {
                         .get(1)
                         .and_then(Value::as_array)
                         .ok_or_else(|| bad("list ops"))?;
-                    let list = next.lists.get_mut(i).ok_or_else(|| bad("list out of range"))?;
+                    let list = next
+                        .lists
+                        .get_mut(i)
+                        .ok_or_else(|| bad("list out of range"))?;
                     apply_rows(list, ops)?;
                 }
             }
@@ -212,7 +218,10 @@ fn apply_rows(list: &mut Vec<(String, Vec<u16>)>, ops: &[Value]) -> Result<(), M
             }
             "i" => {
                 let at = after_index(list, a.get(2).unwrap_or(&Value::Null))?;
-                list.insert(at, (str_at(1)?.to_string(), str_at(3)?.encode_utf16().collect()));
+                list.insert(
+                    at,
+                    (str_at(1)?.to_string(), str_at(3)?.encode_utf16().collect()),
+                );
             }
             "d" => {
                 let i = position(list, str_at(1)?)?;

@@ -395,7 +395,9 @@ mod tests {
     fn tokens_cut_at_tags_and_spaces() {
         assert_eq!(
             tokenize("<p class=\"a b\">hi there</p>"),
-            vec!["<p", " ", "class", "=", "\"", "a", " ", "b", "\"", ">", "hi", " ", "there", "</p>"]
+            vec![
+                "<p", " ", "class", "=", "\"", "a", " ", "b", "\"", ">", "hi", " ", "there", "</p>"
+            ]
         );
         assert_eq!(tokenize("").len(), 0);
         assert_eq!(tokenize("é😀<b>").concat(), "é😀<b>");
@@ -408,7 +410,10 @@ mod tests {
             ("<p>café 😀 a</p>", "<p>café 😀😀 b</p>"),
             ("", "<b>new</b>"),
             ("<b>old</b>", ""),
-            ("<h1 class=\"x\">Ünïcødé</h1><p>tail</p>", "<h1 class=\"y z\">Ünïcødé!</h1><p>tail</p>"),
+            (
+                "<h1 class=\"x\">Ünïcødé</h1><p>tail</p>",
+                "<h1 class=\"y z\">Ünïcødé!</h1><p>tail</p>",
+            ),
             ("中文<i>x</i>", "<i>x</i>中文"),
         ];
         for (a, b) in cases {

@@ -405,8 +405,8 @@ where
         let mut seen: HashSet<Key> = HashSet::new();
         for e in &mut new_mid {
             let k = e.html.key.clone();
-            let clash = !seen.insert(k.clone())
-                || (prev.keys.contains(&k) && !old_mid_keys.contains(&k));
+            let clash =
+                !seen.insert(k.clone()) || (prev.keys.contains(&k) && !old_mid_keys.contains(&k));
             if clash {
                 let mut n = 2;
                 let unique = loop {
@@ -645,7 +645,9 @@ mod tests {
         let mut prev = model;
         let mut seed = 7u64;
         for step in 0..300 {
-            seed = seed.wrapping_mul(6364136223846793005).wrapping_add(1442695040888963407);
+            seed = seed
+                .wrapping_mul(6364136223846793005)
+                .wrapping_add(1442695040888963407);
             let n = rows.len().max(1);
             let i = (seed >> 33) as usize % n;
             match seed % 5 {
@@ -673,9 +675,17 @@ mod tests {
                 _ => {}
             }
             let sel = (seed >> 20) as i64 % 25;
-            let Tracked { model, ops, same_shape } = render_tracked(&mut prev, || page(&rows, sel));
+            let Tracked {
+                model,
+                ops,
+                same_shape,
+            } = render_tracked(&mut prev, || page(&rows, sel));
             assert!(same_shape);
-            assert_eq!(model.to_html(), render_static(|| page(&rows, sel)), "step {step}");
+            assert_eq!(
+                model.to_html(),
+                render_static(|| page(&rows, sel)),
+                "step {step}"
+            );
             apply(&mut client, &ops[0]);
             let expect: Vec<(Key, String)> = model.lists[0]
                 .rows
@@ -696,7 +706,12 @@ mod tests {
         use std::sync::atomic::{AtomicUsize, Ordering};
         static CALLS: AtomicUsize = AtomicUsize::new(0);
         let rows: Vec<Arc<Row>> = (0..100)
-            .map(|i| Arc::new(Row { id: i, t: "x".into() }))
+            .map(|i| {
+                Arc::new(Row {
+                    id: i,
+                    t: "x".into(),
+                })
+            })
             .collect();
         let view = |rows: &[Arc<Row>]| {
             html! { ul { (keyed("r", rows, |r| r.id).render(|r| {
@@ -708,7 +723,10 @@ mod tests {
         let mut prev = render_tracked(&mut prev, || view(&rows)).model;
         let before = CALLS.load(Ordering::Relaxed);
         let mut rows2 = rows.clone();
-        rows2[50] = Arc::new(Row { id: 50, t: "y".into() });
+        rows2[50] = Arc::new(Row {
+            id: 50,
+            t: "y".into(),
+        });
         let ops = render_tracked(&mut prev, || view(&rows2)).ops;
         assert_eq!(CALLS.load(Ordering::Relaxed) - before, 1);
         assert_eq!(ops[0].len(), 1);

@@ -88,7 +88,10 @@ impl RowChange {
 
     /// The text of column `idx` in the old tuple, if the server sent it.
     pub(crate) fn old_text(&self, idx: usize) -> Option<&str> {
-        self.old.as_ref().and_then(|t| t.get(idx)).and_then(Cell::text)
+        self.old
+            .as_ref()
+            .and_then(|t| t.get(idx))
+            .and_then(Cell::text)
     }
 
     /// Decodes a value of column `col` from the newest version of the row.
@@ -442,7 +445,10 @@ mod tests {
     #[test]
     fn insert_then_update_is_insert_with_final_values() {
         let mut t = b();
-        t.push(0, RowChange::new(rel(), ChangeKind::Insert, Some(tup("1", "a")), None, false));
+        t.push(
+            0,
+            RowChange::new(rel(), ChangeKind::Insert, Some(tup("1", "a")), None, false),
+        );
         t.push(
             0,
             RowChange::new(
@@ -453,7 +459,10 @@ mod tests {
                 false,
             ),
         );
-        t.push(0, RowChange::new(rel(), ChangeKind::Update, Some(tup("1", "c")), None, false));
+        t.push(
+            0,
+            RowChange::new(rel(), ChangeKind::Update, Some(tup("1", "c")), None, false),
+        );
         let txn = t.finish(10, 0);
         assert_eq!(txn.changes.len(), 1);
         assert_eq!(txn.changes[0].kind, ChangeKind::Insert);
@@ -463,9 +472,30 @@ mod tests {
     #[test]
     fn insert_then_delete_is_nothing_and_unchanged_is_merged() {
         let mut t = b();
-        t.push(0, RowChange::new(rel(), ChangeKind::Insert, Some(tup("1", "a")), None, false));
-        t.push(0, RowChange::new(rel(), ChangeKind::Delete, None, Some(vec![Cell::Text("1".into()), Cell::Null]), false));
-        t.push(0, RowChange::new(rel(), ChangeKind::Insert, Some(tup("2", "big")), None, false));
+        t.push(
+            0,
+            RowChange::new(rel(), ChangeKind::Insert, Some(tup("1", "a")), None, false),
+        );
+        t.push(
+            0,
+            RowChange::new(
+                rel(),
+                ChangeKind::Delete,
+                None,
+                Some(vec![Cell::Text("1".into()), Cell::Null]),
+                false,
+            ),
+        );
+        t.push(
+            0,
+            RowChange::new(
+                rel(),
+                ChangeKind::Insert,
+                Some(tup("2", "big")),
+                None,
+                false,
+            ),
+        );
         t.push(
             0,
             RowChange::new(
@@ -486,15 +516,27 @@ mod tests {
         let mut t = b();
         t.push(
             0,
-            RowChange::new(rel(), ChangeKind::Update, Some(tup("2", "x")), Some(tup("1", "x")), true),
+            RowChange::new(
+                rel(),
+                ChangeKind::Update,
+                Some(tup("2", "x")),
+                Some(tup("1", "x")),
+                true,
+            ),
         );
         let txn = t.finish(10, 0);
         let kinds: Vec<_> = txn.changes.iter().map(|c| c.kind).collect();
         assert_eq!(kinds, vec![ChangeKind::Delete, ChangeKind::Insert]);
 
         let mut t = b();
-        t.push(0, RowChange::new(rel(), ChangeKind::Delete, None, Some(tup("1", "x")), true));
-        t.push(0, RowChange::new(rel(), ChangeKind::Insert, Some(tup("1", "y")), None, false));
+        t.push(
+            0,
+            RowChange::new(rel(), ChangeKind::Delete, None, Some(tup("1", "x")), true),
+        );
+        t.push(
+            0,
+            RowChange::new(rel(), ChangeKind::Insert, Some(tup("1", "y")), None, false),
+        );
         let txn = t.finish(10, 0);
         assert_eq!(txn.changes.len(), 1);
         assert_eq!(txn.changes[0].kind, ChangeKind::Update);
@@ -504,10 +546,22 @@ mod tests {
     fn over_cap_reloads_instead() {
         let mut t = TxnBuilder::new(1, 300);
         for i in 0..10 {
-            t.push(0, RowChange::new(rel(), ChangeKind::Insert, Some(tup(&i.to_string(), "v")), None, false));
+            t.push(
+                0,
+                RowChange::new(
+                    rel(),
+                    ChangeKind::Insert,
+                    Some(tup(&i.to_string(), "v")),
+                    None,
+                    false,
+                ),
+            );
         }
         let txn = t.finish(1, 0);
         assert!(txn.changes.is_empty());
-        assert_eq!(txn.reload_tables, vec![("public".to_string(), "t".to_string())]);
+        assert_eq!(
+            txn.reload_tables,
+            vec![("public".to_string(), "t".to_string())]
+        );
     }
 }

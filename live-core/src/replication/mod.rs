@@ -387,7 +387,10 @@ fn handle_message(
                 return;
             };
             if let Some(id) = watched_id(r) {
-                b.push(id, RowChange::new(r.clone(), ChangeKind::Insert, Some(new), None, false));
+                b.push(
+                    id,
+                    RowChange::new(r.clone(), ChangeKind::Insert, Some(new), None, false),
+                );
             }
         }
         Message::Update {
@@ -445,11 +448,20 @@ mod tests {
     fn urls() {
         let t = parse_target("postgres://bob:s%40cret@db.local:6543/app").unwrap();
         assert_eq!(
-            (t.host.as_str(), t.port, t.user.as_str(), t.password.as_str(), t.database.as_str()),
+            (
+                t.host.as_str(),
+                t.port,
+                t.user.as_str(),
+                t.password.as_str(),
+                t.database.as_str()
+            ),
             ("db.local", 6543, "bob", "s@cret", "app")
         );
         let t = parse_target("postgres:///app?host=/tmp/sock&port=5555&user=me").unwrap();
-        assert_eq!((t.host.as_str(), t.port, t.user.as_str()), ("/tmp/sock", 5555, "me"));
+        assert_eq!(
+            (t.host.as_str(), t.port, t.user.as_str()),
+            ("/tmp/sock", 5555, "me")
+        );
         assert!(parse_target("mysql://x").is_err());
     }
 }

@@ -289,7 +289,9 @@ pub fn decode(bytes: &[u8]) -> Result<Message, ProtocolError> {
             let rel = r.u32()?;
             let kind = r.u8()?;
             if kind != b'K' && kind != b'O' {
-                return Err(ProtocolError(format!("delete: expected K or O, got {kind}")));
+                return Err(ProtocolError(format!(
+                    "delete: expected K or O, got {kind}"
+                )));
             }
             Message::Delete {
                 rel,

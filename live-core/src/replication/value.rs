@@ -191,9 +191,7 @@ fn normalize_offset(t: &str) -> String {
     let bytes = t.as_bytes();
     // An offset sign after the time part: the last '+' or a '-' after the 'T' or ':' part.
     let search_from = t.find(':').unwrap_or(0);
-    let sign = t[search_from..]
-        .rfind(['+', '-'])
-        .map(|i| i + search_from);
+    let sign = t[search_from..].rfind(['+', '-']).map(|i| i + search_from);
     match sign {
         Some(i) if bytes.len() - i == 3 => format!("{t}:00"),
         _ => t.to_string(),
@@ -296,7 +294,9 @@ impl<'de, 'a> de::Deserializer<'de> for ValueDeserializer<'a> {
 
     fn deserialize_f64<V: Visitor<'de>>(self, visitor: V) -> Result<V::Value, ValueError> {
         if self.is_json() {
-            return json(self.text()?)?.deserialize_f64(visitor).map_err(json_err);
+            return json(self.text()?)?
+                .deserialize_f64(visitor)
+                .map_err(json_err);
         }
         visitor.visit_f64(self.float()?)
     }
@@ -455,7 +455,9 @@ fn parse_array(text: &str) -> Result<Vec<Element<'_>>, ValueError> {
     let out = p.array()?;
     p.skip_ws();
     if p.pos != p.s.len() {
-        return Err(ValueError(format!("trailing text in array literal {text:?}")));
+        return Err(ValueError(format!(
+            "trailing text in array literal {text:?}"
+        )));
     }
     Ok(out)
 }
@@ -679,12 +681,27 @@ mod tests {
             v(oid::FLOAT8, "-Infinity").decode::<f64>().unwrap(),
             f64::NEG_INFINITY
         );
-        assert_eq!(v(oid::TEXT, "héllo 😀").decode::<String>().unwrap(), "héllo 😀");
         assert_eq!(
-            Value { oid: oid::TEXT, text: None }.decode::<Option<String>>().unwrap(),
+            v(oid::TEXT, "héllo 😀").decode::<String>().unwrap(),
+            "héllo 😀"
+        );
+        assert_eq!(
+            Value {
+                oid: oid::TEXT,
+                text: None
+            }
+            .decode::<Option<String>>()
+            .unwrap(),
             None
         );
-        assert!(Value { oid: oid::TEXT, text: None }.decode::<String>().is_err());
+        assert!(
+            Value {
+                oid: oid::TEXT,
+                text: None
+            }
+            .decode::<String>()
+            .is_err()
+        );
         assert!(v(oid::INT4, "x1").decode::<i32>().is_err());
     }
 
@@ -742,7 +759,10 @@ mod tests {
                 Some("é😀".into())
             ]
         );
-        assert_eq!(v(1007, "{}").decode::<Vec<i32>>().unwrap(), Vec::<i32>::new());
+        assert_eq!(
+            v(1007, "{}").decode::<Vec<i32>>().unwrap(),
+            Vec::<i32>::new()
+        );
         assert_eq!(
             v(1007, "{{1,2},{3,4}}").decode::<Vec<Vec<i32>>>().unwrap(),
             vec![vec![1, 2], vec![3, 4]]
@@ -752,7 +772,9 @@ mod tests {
             vec![7, 8]
         );
         assert_eq!(
-            v(1009, r#"{"back\\slash"}"#).decode::<Vec<String>>().unwrap(),
+            v(1009, r#"{"back\\slash"}"#)
+                .decode::<Vec<String>>()
+                .unwrap(),
             vec!["back\\slash".to_string()]
         );
         assert!(v(1007, "{1,2").decode::<Vec<i32>>().is_err());
@@ -773,9 +795,15 @@ mod tests {
         struct P {
             a: i32,
         }
-        assert_eq!(v(oid::JSON, r#"{"a":3}"#).decode::<P>().unwrap(), P { a: 3 });
+        assert_eq!(
+            v(oid::JSON, r#"{"a":3}"#).decode::<P>().unwrap(),
+            P { a: 3 }
+        );
         // The raw text of a json column when a String is asked for.
-        assert_eq!(v(oid::JSON, r#"{"a":3}"#).decode::<String>().unwrap(), r#"{"a":3}"#);
+        assert_eq!(
+            v(oid::JSON, r#"{"a":3}"#).decode::<String>().unwrap(),
+            r#"{"a":3}"#
+        );
     }
 
     #[test]

@@ -41,12 +41,12 @@ use scraper::{Html, Selector};
 use serde_json::{Value, json};
 use tokio::sync::mpsc;
 
+use crate::Live;
 pub use crate::diff::client::{ClientModel, Mismatch};
 pub use crate::postgres::LocalPostgres;
 use crate::session::{JoinRequest, Spawner, ToView, ViewSpawner, params_for};
 use crate::token::{Session, ViewToken};
 use crate::view::{Event, EventKind, LiveView};
-use crate::Live;
 
 /// Why a test step failed.
 #[derive(Debug, thiserror::Error)]
@@ -226,8 +226,13 @@ impl TestView {
 
     /// Blurs the input (it must have `live-blur`), whose value is `value`.
     pub async fn blur(&mut self, selector: &str, value: &str) -> Result<(), TestError> {
-        self.fire(selector, "live-blur", EventKind::Blur, json!({ "value": value }))
-            .await
+        self.fire(
+            selector,
+            "live-blur",
+            EventKind::Blur,
+            json!({ "value": value }),
+        )
+        .await
     }
 
     /// Presses `key` on the element (it must have `live-keydown` with a matching or no
@@ -247,7 +252,11 @@ impl TestView {
                 .next()
                 .ok_or_else(|| TestError::NoElement(selector.to_string()))?;
             let e = el.value();
-            let name = match (e.attr(&specific), e.attr("live-keydown"), e.attr("live-key")) {
+            let name = match (
+                e.attr(&specific),
+                e.attr("live-keydown"),
+                e.attr("live-key"),
+            ) {
                 (Some(n), _, _) => n.to_string(),
                 (None, Some(n), None) => n.to_string(),
                 (None, Some(n), Some(k)) if k.eq_ignore_ascii_case(key) => n.to_string(),
@@ -267,7 +276,12 @@ impl TestView {
     }
 
     /// Sends an event by name, without looking at the HTML.
-    pub async fn event(&mut self, kind: EventKind, name: &str, value: Value) -> Result<(), TestError> {
+    pub async fn event(
+        &mut self,
+        kind: EventKind,
+        name: &str,
+        value: Value,
+    ) -> Result<(), TestError> {
         let value = match value {
             Value::Object(m) => m,
             _ => serde_json::Map::new(),
@@ -276,7 +290,10 @@ impl TestView {
     }
 
     /// Reads server pushes until `pred` holds for the HTML.
-    pub async fn wait_until(&mut self, mut pred: impl FnMut(&str) -> bool) -> Result<(), TestError> {
+    pub async fn wait_until(
+        &mut self,
+        mut pred: impl FnMut(&str) -> bool,
+    ) -> Result<(), TestError> {
         let deadline = tokio::time::Instant::now() + self.timeout;
         while !pred(&self.html()) {
             let msg = tokio::time::timeout_at(deadline, self.out.recv())
@@ -302,10 +319,13 @@ impl TestView {
                 .select(&sel)
                 .next()
                 .ok_or_else(|| TestError::NoElement(selector.to_string()))?;
-            let name = el.value().attr(binding).ok_or_else(|| TestError::NoBinding {
-                selector: selector.to_string(),
-                binding: binding.to_string(),
-            })?;
+            let name = el
+                .value()
+                .attr(binding)
+                .ok_or_else(|| TestError::NoBinding {
+                    selector: selector.to_string(),
+                    binding: binding.to_string(),
+                })?;
             (name.to_string(), value_attrs(&el))
         };
         if let Value::Object(m) = fields {
@@ -356,7 +376,11 @@ impl TestView {
     }
 
     /// Applies one frame; returns the reply's response if it answers `msg_ref`.
-    fn handle_frame_reply(&mut self, msg: Message, msg_ref: &str) -> Result<Option<Value>, TestError> {
+    fn handle_frame_reply(
+        &mut self,
+        msg: Message,
+        msg_ref: &str,
+    ) -> Result<Option<Value>, TestError> {
         let Message::Text(text) = msg else {
             return Ok(None);
         };
@@ -395,6 +419,9 @@ fn parse_selector(s: &str) -> Result<Selector, TestError> {
 fn value_attrs(el: &scraper::ElementRef<'_>) -> serde_json::Map<String, Value> {
     el.value()
         .attrs()
-        .filter_map(|(k, v)| k.strip_prefix("live-value-").map(|n| (n.to_string(), json!(v))))
+        .filter_map(|(k, v)| {
+            k.strip_prefix("live-value-")
+                .map(|n| (n.to_string(), json!(v)))
+        })
         .collect()
 }

@@ -24,7 +24,7 @@ use super::{HeldRows, Watch};
 /// assert!(items.upsert(Arc::new(Item { id: 1, owner: 7, name: "b".into() })));
 /// assert_eq!(items.len(), 1);
 /// assert_eq!(items[0].name, "b");
-/// assert!(items.remove(&1));
+/// assert!(WatchedAssign::remove(&mut items, &1)); // (`Vec::remove` would take an index)
 /// assert!(items.is_empty());
 /// ```
 #[diagnostic::on_unimplemented(

@@ -123,12 +123,7 @@ fn decode<T: Watch>(d: &StreamDelivery) -> Result<Change<T>, StreamError> {
         Err(DecodeFailure::Error(e)) => Err(StreamError::Decode(e)),
         Err(DecodeFailure::NeedsBase) => Err(StreamError::Reload),
     };
-    let old = || {
-        change
-            .decode_old::<T>()
-            .and_then(Result::ok)
-            .map(Arc::new)
-    };
+    let old = || change.decode_old::<T>().and_then(Result::ok).map(Arc::new);
     Ok(match d.op {
         StreamOp::Inserted => Change::Inserted(new()?),
         StreamOp::Updated => Change::Updated {
