@@ -108,6 +108,48 @@ pub use view::{
 };
 pub use watch::{Key, KeyValue, Watch};
 
+/// Hooks for the benchmarks (`benches/`). Not part of the public API.
+#[doc(hidden)]
+pub mod __bench {
+    use crate::render::{Rendered, render_tracked};
+
+    /// Tracks one page the way a connected view does: render with keyed-row tracking, then
+    /// encode the diff against what the client holds.
+    #[derive(Default)]
+    pub struct PageTracker {
+        model: Rendered,
+        version: u64,
+    }
+
+    impl PageTracker {
+        /// A tracker with nothing rendered yet.
+        pub fn new() -> Self {
+            Self::default()
+        }
+
+        /// Renders and returns the diff payload sent to the client (`None`: nothing changed).
+        pub fn update(&mut self, render: impl FnOnce() -> maud::Markup) -> Option<String> {
+            let tracked = render_tracked(&mut self.model, render);
+            let first = self.version == 0;
+            self.version += 1;
+            let payload = crate::diff::encode_diff(
+                &self.model.statics,
+                &tracked.model,
+                &tracked.ops,
+                self.version,
+                first || !tracked.same_shape,
+            );
+            self.model = tracked.model;
+            payload
+        }
+
+        /// Bytes of the whole page's HTML.
+        pub fn html_bytes(&self) -> usize {
+            self.model.to_html().len()
+        }
+    }
+}
+
 /// Items the derive macros refer to. Not part of the public API.
 #[doc(hidden)]
 pub mod __private {

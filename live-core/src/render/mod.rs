@@ -387,7 +387,7 @@ where
         if start == n_old && start == n_new {
             return (prev, Vec::new());
         }
-        let old_mid: Vec<RowEntry> = prev.rows.drain(start..n_old - end).collect();
+        let old_mid: &[RowEntry] = &prev.rows[start..n_old - end];
         let mut new_mid: Vec<RowEntry> = Vec::with_capacity(n_new - start - end);
         for r in &rows[start..n_new - end] {
             let key = key_of(&self.key, r);
@@ -405,8 +405,8 @@ where
         let mut seen: HashSet<Key> = HashSet::new();
         for e in &mut new_mid {
             let k = e.html.key.clone();
-            let clash =
-                !seen.insert(k.clone()) || (prev.keys.contains(&k) && !old_mid_keys.contains(&k));
+            let clash = !seen.insert(k.clone())
+                || (prev.keys.contains(&k) && !old_mid_keys.contains(&k));
             if clash {
                 let mut n = 2;
                 let unique = loop {
@@ -426,16 +426,9 @@ where
                 });
             }
         }
-        let ops = mid_ops(
-            &old_mid,
-            &new_mid,
-            if start == 0 {
-                None
-            } else {
-                Some(prev.rows[start - 1].html.key.clone())
-            },
-        );
-        for e in &old_mid {
+        let before = (start > 0).then(|| prev.rows[start - 1].html.key.clone());
+        let ops = mid_ops(old_mid, &new_mid, before);
+        for e in old_mid {
             prev.keys.remove(&e.html.key);
             prev.len16 -= e.html.len16;
         }
@@ -443,9 +436,8 @@ where
             prev.keys.insert(e.html.key.clone());
             prev.len16 += e.html.len16;
         }
-        let tail = prev.rows.split_off(start);
-        prev.rows.extend(new_mid);
-        prev.rows.extend(tail);
+        // In place: only the rows after the window move, and only if its length changed.
+        prev.rows.splice(start..n_old - end, new_mid);
         (prev, ops)
     }
 }
