@@ -56,7 +56,9 @@ fn make(n: usize) -> Vec<Arc<Row>> {
         .map(|id| {
             Arc::new(Row {
                 id,
-                title: format!("Todo number {id}: buy some milk, call the plumber, write the notes"),
+                title: format!(
+                    "Todo number {id}: buy some milk, call the plumber, write the notes"
+                ),
                 completed: id % 3 == 0,
             })
         })

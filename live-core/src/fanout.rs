@@ -120,7 +120,7 @@ fn widen(xid: u32, reference: u64) -> u64 {
 pub(crate) struct Gap;
 
 struct ViewEntry {
-    tx: mpsc::Sender<Delivery>,
+    tx: mpsc::Sender<Box<Delivery>>,
     overflow: Arc<AtomicBool>,
     keys: Vec<(TypeId, Key)>,
 }
@@ -261,7 +261,7 @@ impl Fanout {
     }
 
     /// Creates a view entry with a mailbox (no keys yet).
-    pub(crate) fn add_view(&self) -> (ViewId, mpsc::Receiver<Delivery>, Arc<AtomicBool>) {
+    pub(crate) fn add_view(&self) -> (ViewId, mpsc::Receiver<Box<Delivery>>, Arc<AtomicBool>) {
         let id = self.next_id.fetch_add(1, Ordering::Relaxed);
         let (tx, rx) = mpsc::channel(self.limits.mailbox);
         let overflow = Arc::new(AtomicBool::new(false));
@@ -543,7 +543,7 @@ impl Fanout {
                 txn: txn.clone(),
                 items,
             };
-            match entry.tx.try_send(d) {
+            match entry.tx.try_send(Box::new(d)) {
                 Ok(()) => {}
                 Err(mpsc::error::TrySendError::Full(_)) => {
                     if !entry.overflow.swap(true, Ordering::AcqRel) {

@@ -20,7 +20,7 @@ use crate::fanout::{Fanout, FanoutLimits};
 use crate::replication::{ListenerStatus, SyncConfig, SyncError, run_listener, setup};
 use crate::session::{JoinRequest, ViewSpawner};
 use crate::token::{SESSION_COOKIE, Session, Signer, ViewToken, session_from_headers};
-use crate::view::{Ctx, DbSlot, LiveView, Mount, Params, Push, ViewError, ViewHandle};
+use crate::view::{Ctx, DbSlot, InfoSlot, LiveView, Mount, Params, Push, ViewError};
 use crate::watch::{ChangeStream, Key, KeyValue, Watch, WatchTypes};
 
 /// The browser client, served at `<prefix>/live.js`.
@@ -551,13 +551,13 @@ async fn render_page<V: LiveView>(
         Ok(v) => v,
         Err(e) => return error_page(&rt, &e),
     };
-    let (handle, _rx) = ViewHandle::<V::Message>::new();
+    let mut info = InfoSlot::<V::Message>::new();
     let mut pushes = Vec::new();
     {
         let mut ctx = Ctx::<V> {
             state: &rt.state,
             session: &session,
-            handle: &handle,
+            info: &mut info,
             pushes: &mut pushes,
         };
         if let Err(e) = view.handle_params(&params, &mut ctx).await {
@@ -657,12 +657,18 @@ async fn ws_upgrade<S: Clone + Send + Sync + 'static>(
         return (StatusCode::FORBIDDEN, "origin not allowed").into_response();
     }
     let max = rt.config.max_message_size;
-    ws.read_buffer_size(4 * 1024)
+    ws.read_buffer_size(2 * 1024)
         .write_buffer_size(16 * 1024)
         .max_write_buffer_size(8 << 20)
         .max_message_size(max)
         .max_frame_size(max)
-        .on_upgrade(move |socket| crate::socket::serve_socket(rt, socket))
+        .on_upgrade(move |socket| {
+            let fut = crate::socket::serve_socket(rt, socket);
+            if std::env::var("LIVE_DEBUG_SIZES").is_ok() {
+                eprintln!("socket future: {} bytes", std::mem::size_of_val(&fut));
+            }
+            fut
+        })
 }
 
 /// Looks up a registered view and starts it for a join (`Err`: the unknown route).

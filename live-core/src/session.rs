@@ -24,7 +24,7 @@ use crate::render::{Rendered, render_tracked};
 use crate::router::Runtime;
 use crate::token::{Session, ViewToken};
 use crate::view::{
-    Ctx, DbSlot, Event, LiveView, Mount, Params, Push, SyncCtx, ViewError, ViewHandle,
+    Ctx, DbSlot, Event, InfoSlot, LiveView, Mount, Params, Push, SyncCtx, ViewError,
 };
 use crate::watch::{ApplyError, ChangeBatch, HeldRows, Key, WatchTypes};
 
@@ -33,7 +33,7 @@ use crate::watch::{ApplyError, ChangeBatch, HeldRows, Key, WatchTypes};
 pub(crate) enum ToView {
     Event {
         msg_ref: Option<String>,
-        event: Event,
+        event: Box<Event>,
     },
     Params {
         msg_ref: Option<String>,
@@ -45,7 +45,7 @@ pub(crate) enum ToView {
 }
 
 /// Frames to the socket writer.
-pub(crate) type Outbound = mpsc::Sender<Message>;
+pub(crate) type Outbound = mpsc::Sender<Box<Message>>;
 
 /// A verified join, ready to start a view.
 pub(crate) struct JoinRequest {
@@ -54,9 +54,8 @@ pub(crate) struct JoinRequest {
     pub msg_ref: Option<String>,
     pub token: ViewToken,
     pub url: String,
-    pub inbox: mpsc::Receiver<ToView>,
+    pub inbox: mpsc::Receiver<Box<ToView>>,
     pub out: Outbound,
-    pub done: mpsc::UnboundedSender<(String, String)>,
 }
 
 /// Starts views of one type (type-erased, one per registered route).
@@ -123,7 +122,7 @@ pub(crate) fn params_for(route: &str, token: &ViewToken, url: &str) -> Params {
 struct Subscription {
     fanout: Arc<Fanout>,
     id: ViewId,
-    rx: mpsc::Receiver<Delivery>,
+    rx: mpsc::Receiver<Box<Delivery>>,
     overflow: Arc<AtomicBool>,
     seq_after: u64,
     key: Option<Key>,
@@ -145,7 +144,7 @@ struct Wire {
 impl Wire {
     async fn send(&self, text: String) -> Result<(), End> {
         self.out
-            .send(Message::Text(text.into()))
+            .send(Box::new(Message::Text(text.into())))
             .await
             .map_err(|_| End::Gone)
     }
@@ -194,8 +193,7 @@ struct ViewSession<V: LiveView> {
     model: Rendered,
     version: u64,
     title: Option<String>,
-    handle: ViewHandle<V::Message>,
-    info_rx: mpsc::UnboundedReceiver<V::Message>,
+    info: InfoSlot<V::Message>,
     sub: Option<Subscription>,
     types: WatchTypes,
 }
@@ -209,7 +207,6 @@ async fn run<V: LiveView>(rt: Arc<Runtime<V::State>>, req: JoinRequest) {
         url,
         mut inbox,
         out,
-        done,
     } = req;
     let route = token.route.clone();
     let params = params_for(&route, &token, &url);
@@ -233,20 +230,27 @@ async fn run<V: LiveView>(rt: Arc<Runtime<V::State>>, req: JoinRequest) {
     };
     let s0 = sub.as_ref().map(|s| s.fanout.next_seq()).unwrap_or(0);
     let mut db = DbSlot::new(rt.pool.clone());
-    let mounted = mount_view::<V>(&rt, &params, &session, &mut db, sub.is_some()).await;
+    // The one-time and the occasional steps are boxed, so that what an idle view keeps between
+    // messages is only its loop (a few hundred bytes), not the largest step's state.
+    let mounted = Box::pin(mount_view::<V>(
+        &rt,
+        &params,
+        &session,
+        &mut db,
+        sub.is_some(),
+    ))
+    .await;
     let view = match mounted {
         Ok(v) => v,
         Err(reason) => {
             let _ = out
-                .send(Message::Text(
+                .send(Box::new(Message::Text(
                     error_reply(Some(&join_ref), msg_ref.as_deref(), &topic, reason).into(),
-                ))
+                )))
                 .await;
-            let _ = done.send((topic, join_ref));
             return;
         }
     };
-    let (handle, info_rx) = ViewHandle::new();
     let mut s = ViewSession::<V> {
         rt,
         view,
@@ -262,12 +266,11 @@ async fn run<V: LiveView>(rt: Arc<Runtime<V::State>>, req: JoinRequest) {
         model: Rendered::default(),
         version: 0,
         title: None,
-        handle,
-        info_rx,
+        info: InfoSlot::new(),
         sub,
         types,
     };
-    let end = match s.start(s0, db.snapshot.take(), msg_ref).await {
+    let end = match Box::pin(s.start(s0, db.snapshot.take(), msg_ref)).await {
         Ok(()) => s.run_loop(&mut inbox).await,
         Err(e) => e,
     };
@@ -276,7 +279,6 @@ async fn run<V: LiveView>(rt: Arc<Runtime<V::State>>, req: JoinRequest) {
         let payload = serde_json::json!({ "reason": "crashed" }).to_string();
         let _ = s.wire.push("error", &payload).await;
     }
-    let _ = done.send((s.wire.topic.clone(), s.wire.join_ref.clone()));
 }
 
 /// Mounts (connected). Returns the client's error reason on failure.
@@ -359,16 +361,16 @@ impl<V: LiveView> ViewSession<V> {
         self.process_pushes(pushes).await
     }
 
-    async fn run_loop(&mut self, inbox: &mut mpsc::Receiver<ToView>) -> End {
+    async fn run_loop(&mut self, inbox: &mut mpsc::Receiver<Box<ToView>>) -> End {
         loop {
             let result = tokio::select! {
                 biased;
                 msg = inbox.recv() => match msg {
                     None => return End::Gone,
-                    Some(m) => self.on_inbound(m).await,
+                    Some(m) => Box::pin(self.on_inbound(*m)).await,
                 },
-                Some(msg) = self.info_rx.recv() => self.on_info(msg).await,
-                Some(d) = recv_delivery(&mut self.sub) => self.on_changes(d).await,
+                Some(msg) = recv_info(&mut self.info.rx) => Box::pin(self.on_info(*msg)).await,
+                Some(d) = recv_delivery(&mut self.sub) => Box::pin(self.on_changes(d)).await,
             };
             if let Err(end) = result {
                 return end;
@@ -378,7 +380,7 @@ impl<V: LiveView> ViewSession<V> {
 
     async fn on_inbound(&mut self, msg: ToView) -> Result<(), End> {
         match msg {
-            ToView::Event { msg_ref, event } => self.on_event(msg_ref, event).await,
+            ToView::Event { msg_ref, event } => self.on_event(msg_ref, *event).await,
             ToView::Params { msg_ref, url } => {
                 self.params = params_for(&self.route, &self.token, &url);
                 let params = self.params.clone();
@@ -404,7 +406,7 @@ impl<V: LiveView> ViewSession<V> {
             let mut ctx = Ctx::<V> {
                 state: &self.rt.state,
                 session: &self.session,
-                handle: &self.handle,
+                info: &mut self.info,
                 pushes: &mut pushes,
             };
             AssertUnwindSafe(Box::pin(self.view.handle_event(event, &mut ctx)))
@@ -445,7 +447,7 @@ impl<V: LiveView> ViewSession<V> {
             let mut ctx = Ctx::<V> {
                 state: &self.rt.state,
                 session: &self.session,
-                handle: &self.handle,
+                info: &mut self.info,
                 pushes: &mut pushes,
             };
             AssertUnwindSafe(Box::pin(self.view.handle_info(msg, &mut ctx)))
@@ -470,7 +472,7 @@ impl<V: LiveView> ViewSession<V> {
             let mut ctx = Ctx::<V> {
                 state: &self.rt.state,
                 session: &self.session,
-                handle: &self.handle,
+                info: &mut self.info,
                 pushes,
             };
             AssertUnwindSafe(Box::pin(self.view.handle_params(params, &mut ctx)))
@@ -667,13 +669,13 @@ impl<V: LiveView> ViewSession<V> {
         Err(End::Crash("reload kept failing".into()))
     }
 
-    async fn on_changes(&mut self, first: Delivery) -> Result<(), End> {
-        let mut batch = vec![first];
+    async fn on_changes(&mut self, first: Box<Delivery>) -> Result<(), End> {
+        let mut batch = vec![*first];
         let mut overflow = false;
         if let Some(sub) = &mut self.sub {
             while batch.len() < 256 {
                 match sub.rx.try_recv() {
-                    Ok(d) => batch.push(d),
+                    Ok(d) => batch.push(*d),
                     Err(_) => break,
                 }
             }
@@ -733,7 +735,14 @@ enum Applied {
     Reload,
 }
 
-async fn recv_delivery(sub: &mut Option<Subscription>) -> Option<Delivery> {
+async fn recv_info<M>(rx: &mut Option<mpsc::UnboundedReceiver<Box<M>>>) -> Option<Box<M>> {
+    match rx {
+        Some(r) => r.recv().await,
+        None => std::future::pending().await,
+    }
+}
+
+async fn recv_delivery(sub: &mut Option<Subscription>) -> Option<Box<Delivery>> {
     match sub {
         Some(s) => s.rx.recv().await,
         None => std::future::pending().await,

@@ -4,7 +4,6 @@
 
 use std::collections::HashMap;
 use std::sync::Arc;
-use std::time::Duration;
 
 use axum::extract::ws::{CloseFrame, Message, WebSocket};
 use futures_util::{SinkExt, StreamExt};
@@ -25,122 +24,103 @@ const VIEW_INBOX: usize = 64;
 
 struct Topic {
     join_ref: String,
-    tx: mpsc::Sender<ToView>,
+    tx: mpsc::Sender<Box<ToView>>,
 }
 
-/// Serves one websocket until it closes.
+/// Serves one websocket until it closes. One task reads frames, writes what the views queued
+/// (in batches, one flush when the queue drains) and keeps the idle timer.
 pub(crate) async fn serve_socket<S: Clone + Send + Sync + 'static>(
     rt: Arc<Runtime<S>>,
-    socket: WebSocket,
+    mut ws: WebSocket,
 ) {
-    let (sink, mut stream) = socket.split();
-    let (out, out_rx) = mpsc::channel::<Message>(OUT_QUEUE);
-    let writer = tokio::spawn(write_loop(sink, out_rx));
-    let (done_tx, mut done_rx) = mpsc::unbounded_channel::<(String, String)>();
+    let (out, mut out_rx) = mpsc::channel::<Box<Message>>(OUT_QUEUE);
     let mut topics: HashMap<String, Topic> = HashMap::new();
+    let mut replies: Vec<String> = Vec::new();
     let idle = rt.config.idle_timeout;
     let mut deadline = Instant::now() + idle;
     loop {
         tokio::select! {
-            msg = stream.next() => {
+            msg = ws.next() => {
                 deadline = Instant::now() + idle;
                 match msg {
                     None | Some(Ok(Message::Close(_))) => break,
                     Some(Ok(Message::Text(text))) => {
-                        handle_text(&rt, text.as_str(), &mut topics, &out, &done_tx).await;
+                        Box::pin(handle_text(&rt, text.as_str(), &mut topics, &out, &mut replies)).await;
                     }
                     Some(Ok(Message::Binary(_))) => {
                         tracing::warn!("binary frame refused");
-                        send_error(&out, "malformed", "binary frames are not accepted").await;
+                        replies.push(error_frame("malformed", "binary frames are not accepted"));
                     }
                     Some(Ok(Message::Ping(_) | Message::Pong(_))) => {}
                     Some(Err(e)) => {
                         let text = e.to_string();
                         if text.contains("too long") || text.contains("too big") || text.contains("Space limit") {
                             tracing::warn!(error = %text, "oversized frame; closing the connection");
-                            let _ = out
-                                .send(Message::Close(Some(CloseFrame {
-                                    code: 1009,
-                                    reason: "too_large".into(),
-                                })))
-                                .await;
+                            let close = CloseFrame { code: 1009, reason: "too_large".into() };
+                            let _ = ws.send(Message::Close(Some(close))).await;
                         } else {
                             tracing::debug!(error = %text, "websocket read error");
                         }
                         break;
                     }
                 }
+                if !replies.is_empty() {
+                    for r in replies.drain(..) {
+                        if ws.feed(Message::Text(r.into())).await.is_err() {
+                            return;
+                        }
+                    }
+                    if ws.flush().await.is_err() {
+                        break;
+                    }
+                }
             }
-            Some((topic, join_ref)) = done_rx.recv() => {
-                if topics.get(&topic).is_some_and(|t| t.join_ref == join_ref) {
-                    topics.remove(&topic);
+            Some(first) = out_rx.recv() => {
+                if write_batch(&mut ws, first, &mut out_rx).await.is_err() {
+                    break;
                 }
             }
             _ = tokio::time::sleep_until(deadline) => {
                 tracing::info!("closing an idle websocket");
-                let _ = out
-                    .send(Message::Close(Some(CloseFrame { code: 1000, reason: "idle".into() })))
-                    .await;
+                let close = CloseFrame { code: 1000, reason: "idle".into() };
+                let _ = ws.send(Message::Close(Some(close))).await;
                 break;
             }
         }
     }
-    drop(topics);
-    drop(out);
-    let _ = tokio::time::timeout(Duration::from_secs(5), writer).await;
+    // Dropping the topics closes every view's inbox: the views end.
 }
 
-async fn write_loop(
-    mut sink: futures_util::stream::SplitSink<WebSocket, Message>,
-    mut rx: mpsc::Receiver<Message>,
-) {
-    while let Some(first) = rx.recv().await {
-        let closing = matches!(first, Message::Close(_));
-        if sink.feed(first).await.is_err() {
-            return;
-        }
-        if !closing {
-            while let Ok(more) = rx.try_recv() {
-                let closing = matches!(more, Message::Close(_));
-                if sink.feed(more).await.is_err() {
-                    return;
-                }
-                if closing {
-                    break;
-                }
-            }
-        }
-        if sink.flush().await.is_err() {
-            return;
-        }
-        if closing {
-            return;
-        }
+/// Writes `first` and everything else queued, then flushes once.
+async fn write_batch(
+    ws: &mut WebSocket,
+    first: Box<Message>,
+    rx: &mut mpsc::Receiver<Box<Message>>,
+) -> Result<(), axum::Error> {
+    ws.feed(*first).await?;
+    while let Ok(more) = rx.try_recv() {
+        ws.feed(*more).await?;
     }
-    let _ = sink.close().await;
+    ws.flush().await
 }
 
-async fn send(out: &mpsc::Sender<Message>, text: String) {
-    let _ = out.send(Message::Text(text.into())).await;
-}
-
-async fn send_error(out: &mpsc::Sender<Message>, reason: &str, detail: &str) {
+fn error_frame(reason: &str, detail: &str) -> String {
     let payload = serde_json::json!({ "reason": reason, "detail": detail }).to_string();
-    send(out, frame(None, None, "phoenix", "error", &payload)).await;
+    frame(None, None, "phoenix", "error", &payload)
 }
 
 async fn handle_text<S: Clone + Send + Sync + 'static>(
     rt: &Arc<Runtime<S>>,
     text: &str,
     topics: &mut HashMap<String, Topic>,
-    out: &mpsc::Sender<Message>,
-    done: &mpsc::UnboundedSender<(String, String)>,
+    out: &mpsc::Sender<Box<Message>>,
+    replies: &mut Vec<String>,
 ) {
     let f = match protocol::parse(text) {
         Ok(f) => f,
         Err(e) => {
             tracing::warn!(error = %e, "malformed frame");
-            send_error(out, "malformed", &e.0).await;
+            replies.push(error_frame("malformed", &e.0));
             return;
         }
     };
@@ -148,51 +128,52 @@ async fn handle_text<S: Clone + Send + Sync + 'static>(
     let mr = f.msg_ref.as_deref();
     match f.event.as_str() {
         "heartbeat" if f.topic == "phoenix" => {
-            send(out, reply(None, mr, "phoenix", true, "{}")).await;
+            replies.push(reply(None, mr, "phoenix", true, "{}"));
         }
-        "join" => join(rt, f, topics, out, done).await,
+        "join" => join(rt, f, topics, out, replies),
         "leave" => {
             let removed = topics
                 .get(&f.topic)
                 .is_some_and(|t| Some(t.join_ref.as_str()) == jr);
             if removed {
                 topics.remove(&f.topic);
-                send(out, reply(jr, mr, &f.topic, true, "{}")).await;
+                replies.push(reply(jr, mr, &f.topic, true, "{}"));
             } else {
-                send(out, error_reply(jr, mr, &f.topic, "not_joined")).await;
+                replies.push(error_reply(jr, mr, &f.topic, "not_joined"));
             }
         }
         "event" | "params" | "resync" => {
             let Some(t) = topics
                 .get(&f.topic)
-                .filter(|t| Some(t.join_ref.as_str()) == jr)
+                .filter(|t| Some(t.join_ref.as_str()) == jr && !t.tx.is_closed())
             else {
                 tracing::warn!(topic = %f.topic, "frame for a view that is not joined");
-                send(out, error_reply(jr, mr, &f.topic, "not_joined")).await;
+                replies.push(error_reply(jr, mr, &f.topic, "not_joined"));
                 return;
             };
             let msg = match to_view(&f) {
                 Ok(m) => m,
                 Err(why) => {
                     tracing::warn!(topic = %f.topic, error = why, "bad event payload");
-                    send(out, error_reply(jr, mr, &f.topic, "bad_payload")).await;
+                    replies.push(error_reply(jr, mr, &f.topic, "bad_payload"));
                     return;
                 }
             };
-            match t.tx.try_send(msg) {
+            match t.tx.try_send(Box::new(msg)) {
                 Ok(()) => {}
                 Err(mpsc::error::TrySendError::Full(_)) => {
                     tracing::warn!(topic = %f.topic, "view inbox full");
-                    send(out, error_reply(jr, mr, &f.topic, "busy")).await;
+                    replies.push(error_reply(jr, mr, &f.topic, "busy"));
                 }
                 Err(mpsc::error::TrySendError::Closed(_)) => {
-                    send(out, error_reply(jr, mr, &f.topic, "not_joined")).await;
+                    topics.remove(&f.topic);
+                    replies.push(error_reply(jr, mr, &f.topic, "not_joined"));
                 }
             }
         }
         other => {
             tracing::warn!(event = other, "unknown frame event");
-            send(out, error_reply(jr, mr, &f.topic, "unknown_event")).await;
+            replies.push(error_reply(jr, mr, &f.topic, "unknown_event"));
         }
     }
 }
@@ -222,12 +203,12 @@ fn to_view(f: &Inbound) -> Result<ToView, &'static str> {
             };
             Ok(ToView::Event {
                 msg_ref,
-                event: Event {
+                event: Box::new(Event {
                     kind: EventKind::parse(kind),
                     name: name.to_string(),
                     value,
                     target,
-                },
+                }),
             })
         }
         "params" => {
@@ -245,24 +226,22 @@ fn to_view(f: &Inbound) -> Result<ToView, &'static str> {
     }
 }
 
-async fn join<S: Clone + Send + Sync + 'static>(
+fn join<S: Clone + Send + Sync + 'static>(
     rt: &Arc<Runtime<S>>,
     f: Inbound,
     topics: &mut HashMap<String, Topic>,
-    out: &mpsc::Sender<Message>,
-    done: &mpsc::UnboundedSender<(String, String)>,
+    out: &mpsc::Sender<Box<Message>>,
+    replies: &mut Vec<String>,
 ) {
     let mr = f.msg_ref.as_deref();
     let Some(join_ref) = f.join_ref.clone() else {
-        send(out, error_reply(None, mr, &f.topic, "bad_payload")).await;
+        replies.push(error_reply(None, mr, &f.topic, "bad_payload"));
         return;
     };
+    // A view that ended (crashed, or its mount failed) leaves its topic free.
+    topics.retain(|_, t| !t.tx.is_closed());
     if topics.contains_key(&f.topic) {
-        send(
-            out,
-            error_reply(Some(&join_ref), mr, &f.topic, "already_joined"),
-        )
-        .await;
+        replies.push(error_reply(Some(&join_ref), mr, &f.topic, "already_joined"));
         return;
     }
     let token_str = f.payload.get("token").and_then(Value::as_str).unwrap_or("");
@@ -276,17 +255,13 @@ async fn join<S: Clone + Send + Sync + 'static>(
         Ok(t) => t,
         Err(e) => {
             tracing::warn!(error = %e, topic = %f.topic, "join refused: bad token");
-            send(
-                out,
-                error_reply(Some(&join_ref), mr, &f.topic, "invalid_token"),
-            )
-            .await;
+            replies.push(error_reply(Some(&join_ref), mr, &f.topic, "invalid_token"));
             return;
         }
     };
     if let Err(TokenError::Expired) = token.check_expiry() {
         tracing::info!(topic = %f.topic, "join refused: expired token");
-        send(out, error_reply(Some(&join_ref), mr, &f.topic, "expired")).await;
+        replies.push(error_reply(Some(&join_ref), mr, &f.topic, "expired"));
         return;
     }
     let (tx, inbox) = mpsc::channel(VIEW_INBOX);
@@ -298,7 +273,6 @@ async fn join<S: Clone + Send + Sync + 'static>(
         url,
         inbox,
         out: out.clone(),
-        done: done.clone(),
     };
     match spawn_view(rt, req) {
         Ok(()) => {
@@ -306,7 +280,7 @@ async fn join<S: Clone + Send + Sync + 'static>(
         }
         Err(route) => {
             tracing::warn!(%route, "join for an unknown view");
-            send(out, error_reply(Some(&join_ref), mr, &f.topic, "not_found")).await;
+            replies.push(error_reply(Some(&join_ref), mr, &f.topic, "not_found"));
         }
     }
 }

@@ -505,8 +505,34 @@ pub(crate) enum Push {
 pub struct Ctx<'a, V: LiveView> {
     pub(crate) state: &'a V::State,
     pub(crate) session: &'a Session,
-    pub(crate) handle: &'a ViewHandle<V::Message>,
+    pub(crate) info: &'a mut InfoSlot<V::Message>,
     pub(crate) pushes: &'a mut Vec<Push>,
+}
+
+/// A view's `handle_info` channel, created the first time a handler asks for it (most views
+/// never do, and an idle view should cost little).
+pub(crate) struct InfoSlot<M> {
+    handle: Option<ViewHandle<M>>,
+    pub(crate) rx: Option<mpsc::UnboundedReceiver<Box<M>>>,
+}
+
+impl<M: Send + 'static> InfoSlot<M> {
+    pub(crate) fn new() -> Self {
+        InfoSlot {
+            handle: None,
+            rx: None,
+        }
+    }
+
+    fn handle(&mut self) -> ViewHandle<M> {
+        if let Some(h) = &self.handle {
+            return h.clone();
+        }
+        let (h, rx) = ViewHandle::new();
+        self.handle = Some(h.clone());
+        self.rx = Some(rx);
+        h
+    }
 }
 
 impl<V: LiveView> Ctx<'_, V> {
@@ -521,13 +547,13 @@ impl<V: LiveView> Ctx<'_, V> {
     }
 
     /// A handle to send this view messages from other tasks (`handle_info`).
-    pub fn handle(&self) -> ViewHandle<V::Message> {
-        self.handle.clone()
+    pub fn handle(&mut self) -> ViewHandle<V::Message> {
+        self.info.handle()
     }
 
     /// Sends this view `msg` after `delay` (a timer).
-    pub fn send_after(&self, delay: Duration, msg: V::Message) {
-        self.handle.send_after(delay, msg);
+    pub fn send_after(&mut self, delay: Duration, msg: V::Message) {
+        self.info.handle().send_after(delay, msg);
     }
 
     /// Changes the URL without a reload (history push); `handle_params` runs with it.
@@ -574,7 +600,7 @@ impl<V: LiveView> SyncCtx<'_, V> {
 
 /// Sends messages to a connected view (its `handle_info`), from any task.
 pub struct ViewHandle<M> {
-    tx: mpsc::UnboundedSender<M>,
+    tx: mpsc::UnboundedSender<Box<M>>,
 }
 
 impl<M> Clone for ViewHandle<M> {
@@ -591,14 +617,14 @@ impl<M> Clone for ViewHandle<M> {
 pub struct ViewGone;
 
 impl<M: Send + 'static> ViewHandle<M> {
-    pub(crate) fn new() -> (Self, mpsc::UnboundedReceiver<M>) {
+    pub(crate) fn new() -> (Self, mpsc::UnboundedReceiver<Box<M>>) {
         let (tx, rx) = mpsc::unbounded_channel();
         (ViewHandle { tx }, rx)
     }
 
     /// Sends a message.
     pub fn send(&self, msg: M) -> Result<(), ViewGone> {
-        self.tx.send(msg).map_err(|_| ViewGone)
+        self.tx.send(Box::new(msg)).map_err(|_| ViewGone)
     }
 
     /// Sends a message after `delay`.
@@ -606,7 +632,7 @@ impl<M: Send + 'static> ViewHandle<M> {
         let tx = self.tx.clone();
         tokio::spawn(async move {
             tokio::time::sleep(delay).await;
-            let _ = tx.send(msg);
+            let _ = tx.send(Box::new(msg));
         });
     }
 

@@ -405,8 +405,8 @@ where
         let mut seen: HashSet<Key> = HashSet::new();
         for e in &mut new_mid {
             let k = e.html.key.clone();
-            let clash = !seen.insert(k.clone())
-                || (prev.keys.contains(&k) && !old_mid_keys.contains(&k));
+            let clash =
+                !seen.insert(k.clone()) || (prev.keys.contains(&k) && !old_mid_keys.contains(&k));
             if clash {
                 let mut n = 2;
                 let unique = loop {

@@ -84,8 +84,8 @@ pub enum TestError {
 
 /// A view mounted in-process, as a connected browser would see it.
 pub struct TestView {
-    inbox: mpsc::Sender<ToView>,
-    out: mpsc::Receiver<Message>,
+    inbox: mpsc::Sender<Box<ToView>>,
+    out: mpsc::Receiver<Box<Message>>,
     model: ClientModel,
     title: Option<String>,
     pushes: Vec<(String, Value)>,
@@ -131,7 +131,6 @@ impl TestView {
         );
         let (inbox_tx, inbox) = mpsc::channel(64);
         let (out_tx, out) = mpsc::channel(1024);
-        let (done, _done_rx) = mpsc::unbounded_channel();
         let req = JoinRequest {
             topic: "lv:test".into(),
             join_ref: "1".into(),
@@ -140,7 +139,6 @@ impl TestView {
             url: uri.to_string(),
             inbox,
             out: out_tx,
-            done,
         };
         Spawner::<V>(PhantomData).spawn(live.rt.clone(), req);
         let mut view = TestView {
@@ -344,15 +342,15 @@ impl TestView {
         let msg_ref = self.next_ref.to_string();
         self.next_ref += 1;
         self.inbox
-            .send(ToView::Event {
+            .send(Box::new(ToView::Event {
                 msg_ref: Some(msg_ref.clone()),
-                event: Event {
+                event: Box::new(Event {
                     kind,
                     name,
                     value,
                     target,
-                },
-            })
+                }),
+            }))
             .await
             .map_err(|_| TestError::Gone)?;
         self.read_until_reply(&msg_ref).await.map(|_| ())
@@ -371,17 +369,17 @@ impl TestView {
         }
     }
 
-    fn handle_frame(&mut self, msg: Message) -> Result<(), TestError> {
+    fn handle_frame(&mut self, msg: Box<Message>) -> Result<(), TestError> {
         self.handle_frame_reply(msg, "").map(|_| ())
     }
 
     /// Applies one frame; returns the reply's response if it answers `msg_ref`.
     fn handle_frame_reply(
         &mut self,
-        msg: Message,
+        msg: Box<Message>,
         msg_ref: &str,
     ) -> Result<Option<Value>, TestError> {
-        let Message::Text(text) = msg else {
+        let Message::Text(text) = *msg else {
             return Ok(None);
         };
         let v: Value = serde_json::from_str(text.as_str())

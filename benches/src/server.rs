@@ -1,0 +1,90 @@
+//! The server process of the load benchmarks: one live view per list, watched rows.
+
+use std::sync::Arc;
+
+use axum::Router;
+use live_core::{
+    Assigns, Live, LiveConfig, LiveView, Markup, Mount, RouterExt, SyncConfig, ViewError, Watch,
+    html, keyed,
+};
+
+/// A watched row.
+#[derive(Watch, Clone, sqlx::FromRow)]
+#[watch(table = "items", subscription_key = "list_id")]
+pub struct Item {
+    id: i64,
+    list_id: i64,
+    title: String,
+    done: bool,
+}
+
+/// One list.
+#[derive(Assigns)]
+pub struct ListView {
+    #[subscription_key]
+    list_id: i64,
+    #[watch]
+    items: Vec<Arc<Item>>,
+}
+
+impl LiveView for ListView {
+    type State = ();
+    type Message = ();
+
+    async fn mount(ctx: &mut Mount<'_, Self>) -> Result<Self, ViewError> {
+        let list_id: i64 = ctx.params().parse("id")?;
+        let items: Vec<Item> = sqlx::query_as(
+            "SELECT id, list_id, title, done FROM items WHERE list_id = $1 ORDER BY id",
+        )
+        .bind(list_id)
+        .fetch_all(ctx.db().await?)
+        .await?;
+        Ok(ListView {
+            list_id,
+            items: items.into_iter().map(Arc::new).collect(),
+        })
+    }
+
+    fn render(&self) -> Markup {
+        html! {
+            section.list {
+                h1 { "List " (self.list_id) }
+                ul {
+                    (keyed("items", &self.items, |i| i.id).render(|i| html! {
+                        li class=[i.done.then_some("done")] {
+                            input type="checkbox" checked[i.done] live-click="toggle" live-value-id=(i.id);
+                            label { (i.title) }
+                        }
+                    }))
+                }
+                p { (self.items.len()) " items" }
+            }
+        }
+    }
+}
+
+/// Serves until killed; prints `PORT <n>` when ready.
+pub async fn serve(url: String) {
+    let pool = sqlx::postgres::PgPoolOptions::new()
+        .max_connections(16)
+        .connect(&url)
+        .await
+        .expect("connect");
+    let mut config = LiveConfig::new(b"bench-secret-key-0123456789abcdef0123".to_vec());
+    config.idle_timeout = std::time::Duration::from_secs(300);
+    let live = Live::builder(())
+        .config(config)
+        .pool(pool)
+        .sync(SyncConfig::new(&url))
+        .build()
+        .expect("runtime");
+    let app = Router::new()
+        .live_view::<ListView>("/lists/{id}", &live)
+        .merge(live.router());
+    live.listen().await.expect("listen");
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+        .await
+        .expect("bind");
+    println!("PORT {}", listener.local_addr().expect("addr").port());
+    live_core::serve(listener, app).await.expect("serve");
+}
