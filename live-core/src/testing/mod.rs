@@ -298,7 +298,7 @@ impl TestView {
                 .await
                 .map_err(|_| TestError::Timeout)?
                 .ok_or(TestError::Gone)?;
-            self.handle_frame(msg)?;
+            self.handle_frame(*msg)?;
         }
         Ok(())
     }
@@ -363,23 +363,23 @@ impl TestView {
                 .await
                 .map_err(|_| TestError::Timeout)?
                 .ok_or(TestError::Gone)?;
-            if let Some(reply) = self.handle_frame_reply(msg, msg_ref)? {
+            if let Some(reply) = self.handle_frame_reply(*msg, msg_ref)? {
                 return Ok(reply);
             }
         }
     }
 
-    fn handle_frame(&mut self, msg: Box<Message>) -> Result<(), TestError> {
+    fn handle_frame(&mut self, msg: Message) -> Result<(), TestError> {
         self.handle_frame_reply(msg, "").map(|_| ())
     }
 
     /// Applies one frame; returns the reply's response if it answers `msg_ref`.
     fn handle_frame_reply(
         &mut self,
-        msg: Box<Message>,
+        msg: Message,
         msg_ref: &str,
     ) -> Result<Option<Value>, TestError> {
-        let Message::Text(text) = *msg else {
+        let Message::Text(text) = msg else {
             return Ok(None);
         };
         let v: Value = serde_json::from_str(text.as_str())
