@@ -251,19 +251,35 @@
     }
     const st = loadStates.get(o);
     if (st) suspendLoading(o, st);
-    const keep = o === document.activeElement && isTextLike(o) ? saveSel(o) : null;
+    const focused = o === document.activeElement;
+    const keep = focused && isTextLike(o) ? saveSel(o) : null;
+    // What the server rendered last time, to tell whether it changed a control's value now.
+    const tag = o.localName;
+    const before = tag === 'textarea' ? o.defaultValue : tag === 'option' ? o.hasAttribute('selected')
+      : o.type === 'checkbox' || o.type === 'radio' ? o.hasAttribute('checked') : o.getAttribute('value');
     let changed = syncAttrs(o, n);
     if (!o.hasAttribute('live-ignore')) {
       const tpl = o.localName === 'template';
       if (morphChildren(tpl ? o.content : o, tpl ? n.content : n, ctx)) changed = true;
     }
-    // value / checked / selected are properties, set from the new attributes.
-    const tag = o.localName;
+    // value / checked / selected are properties. A text value is set only when the server
+    // changed it (what was typed into a control the server does not fill stays), and never in
+    // the focused control; checked / selected follow the server unless the user is on it.
     let prop = null, val;
-    if (tag === 'input' && (o.type === 'checkbox' || o.type === 'radio')) [prop, val] = ['checked', n.hasAttribute('checked')];
-    else if (tag === 'input' && o.type !== 'file' && !keep) [prop, val] = ['value', n.getAttribute('value') ?? ''];
-    else if (tag === 'textarea' && !keep) [prop, val] = ['value', n.value];
-    else if (tag === 'option') [prop, val] = ['selected', n.hasAttribute('selected')];
+    if (tag === 'input' && (o.type === 'checkbox' || o.type === 'radio')) {
+      val = n.hasAttribute('checked');
+      if (val !== before || !focused) prop = 'checked';
+    } else if (tag === 'input' && o.type !== 'file') {
+      val = n.getAttribute('value') ?? '';
+      if (!keep && n.getAttribute('value') !== before) prop = 'value';
+    } else if (tag === 'textarea') {
+      val = n.value;
+      if (!keep && val !== before) prop = 'value';
+    } else if (tag === 'option') {
+      val = n.hasAttribute('selected');
+      const select = o.closest('select');
+      if (val !== before || !(select && select === document.activeElement)) prop = 'selected';
+    }
     if (prop && o[prop] !== val) { o[prop] = val; changed = true; }
     if (keep) restoreSel(o, keep); // the focused text control keeps value, caret and selection
     if (st) resumeLoading(o, st);

@@ -5,6 +5,7 @@
 use std::process::Command;
 use std::time::{Duration, Instant};
 
+use live_core::RouterExt;
 use live_tests::items::{self, rows};
 use live_tests::{TestDb, WsClient, open, with_cluster};
 use serde_json::Value;
@@ -126,6 +127,16 @@ async fn crud_script(db: &TestDb, table: &str, prefix: &str) {
     exec(db, &format!("TRUNCATE {table}; INSERT INTO {table} (id, list_id, title) VALUES (20, 1, 'after truncate')")).await;
     wait_rows(&mut a, &ta, &[(20, "after truncate")]).await;
     wait_rows(&mut b, &tb, &[]).await;
+
+    // A changed table definition (a new column) reloads the views; rows keep arriving.
+    exec(db, &format!("ALTER TABLE {table} ADD COLUMN note text; INSERT INTO {table} (id, list_id, title, note) VALUES (21, 1, 'after alter', 'n')")).await;
+    wait_rows(&mut a, &ta, &[(20, "after truncate"), (21, "after alter")]).await;
+    exec(
+        db,
+        &format!("UPDATE {table} SET title = 'still live' WHERE id = 20"),
+    )
+    .await;
+    wait_rows(&mut a, &ta, &[(20, "still live"), (21, "after alter")]).await;
 }
 
 #[tokio::test]
@@ -279,4 +290,76 @@ async fn killing_the_walsender_during_writes_loses_and_doubles_nothing() {
         status.reconnects(),
         status.transactions()
     );
+}
+
+#[tokio::test]
+async fn views_mounting_during_writes_end_equal_to_the_database() {
+    // Each mount loads its rows while changes are committed: the snapshot fence must neither
+    // lose a change committed during the load nor apply one the load already saw.
+    let db = TestDb::new(items::SCHEMA).await;
+    let (addr, _live) = items::start(&db).await;
+    let writer = live_tests::faults::spawn_writer(db.pool.clone(), 2500, 23);
+    let mut views = Vec::new();
+    while !writer.is_finished() && views.len() < 16 {
+        let l = 1 + (views.len() % 4) as i64;
+        let path = if views.len() % 2 == 0 {
+            format!("/lists/{l}")
+        } else {
+            format!("/d/{l}")
+        };
+        let (c, t) = open(addr, &path).await;
+        views.push((path, c, t));
+        tokio::time::sleep(Duration::from_millis(40)).await;
+    }
+    writer.await.expect("writer");
+    assert!(
+        views.len() >= 8,
+        "only {} views mounted during the writes",
+        views.len()
+    );
+    live_tests::faults::assert_views_match_db(&db, &mut views).await;
+}
+
+/// The listener refuses to start, with a message naming what to run.
+async fn setup_error(schema: &str) -> String {
+    let db = TestDb::new(schema).await;
+    let live = live_core::Live::builder(())
+        .config(live_core::LiveConfig::new(live_tests::SECRET.to_vec()))
+        .pool(db.pool.clone())
+        .sync(live_core::SyncConfig::new(&db.url).slot(format!("slot_{}", db.name)))
+        .build()
+        .expect("runtime");
+    let _router: axum::Router =
+        axum::Router::new().live_view::<items::ItemsView>("/lists/{id}", &live);
+    match live.listen().await {
+        Ok(()) => panic!("the listener started on a server that is not set up"),
+        Err(e) => e.to_string(),
+    }
+}
+
+#[tokio::test]
+async fn a_server_that_is_not_set_up_gets_a_message_that_says_what_to_run() {
+    let table = "CREATE TABLE items (id bigserial PRIMARY KEY, list_id bigint NOT NULL, title text NOT NULL, done boolean NOT NULL DEFAULT false);";
+    let e = setup_error(table).await;
+    assert!(
+        e.contains("CREATE PUBLICATION live_publication FOR TABLE public.items"),
+        "{e}"
+    );
+    let e = setup_error(&format!(
+        "{table} CREATE TABLE other (id int); CREATE PUBLICATION live_publication FOR TABLE other;"
+    ))
+    .await;
+    assert!(
+        e.contains("ALTER PUBLICATION live_publication ADD TABLE public.items"),
+        "{e}"
+    );
+    let e = setup_error(&format!("{table} ALTER TABLE items REPLICA IDENTITY NOTHING; CREATE PUBLICATION live_publication FOR TABLE items;")).await;
+    assert!(e.contains("REPLICA IDENTITY FULL"), "{e}");
+    let e = setup_error("CREATE TABLE items (id bigserial PRIMARY KEY, list_id bigint NOT NULL, name text); CREATE PUBLICATION live_publication FOR TABLE items;").await;
+    assert!(
+        e.contains("\"title\"") && e.contains("no such column"),
+        "{e}"
+    );
+    let e = setup_error("CREATE TABLE items (id bigint, list_id bigint NOT NULL, title text NOT NULL, done boolean); CREATE PUBLICATION live_publication FOR TABLE items;").await;
+    assert!(e.contains("no primary key"), "{e}");
 }

@@ -7,7 +7,7 @@ use std::time::Duration;
 use fantoccini::key::Key;
 use live_core::LiveConfig;
 use live_tests::browser::Browser;
-use live_tests::{SECRET, TestDb, get, open, serve, with_cluster};
+use live_tests::{SECRET, TestDb, WsClient, get, open, page_token, serve, with_cluster};
 use serde_json::json;
 use todo::TodoConfig;
 
@@ -600,4 +600,16 @@ async fn bad_input_gets_sensible_results() {
             .await
     );
     assert!(!c.html(&topic).contains("not yours"));
+
+    // A join cannot choose another list than the one its page's signed token names.
+    let (_, body) = get(addr, &format!("/lists/{list}")).await;
+    let (token, id) = page_token(&body);
+    let mut c2 = WsClient::connect(addr).await;
+    let t2 = format!("lv:{id}");
+    let reply = c2
+        .join(&t2, &token, &format!("http://{addr}/lists/{other}"))
+        .await;
+    assert_eq!(reply["status"], "ok");
+    assert!(c2.html(&t2).contains("still works"), "{}", c2.html(&t2));
+    assert!(!c2.html(&t2).contains("not yours"));
 }

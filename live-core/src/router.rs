@@ -20,7 +20,9 @@ use crate::fanout::{Fanout, FanoutLimits};
 use crate::replication::{ListenerStatus, SyncConfig, SyncError, run_listener, setup};
 use crate::session::{JoinRequest, ViewSpawner};
 use crate::token::{SESSION_COOKIE, Session, Signer, ViewToken, session_from_headers};
-use crate::view::{Ctx, DbSlot, InfoSlot, LiveView, Mount, Params, Push, ViewError};
+use crate::view::{
+    Ctx, DbSlot, InfoSlot, LiveView, Mount, Params, Push, ViewError, is_stale_statement,
+};
 use crate::watch::{ChangeStream, Key, KeyValue, Watch, WatchTypes};
 
 /// The browser client, served at `<prefix>/live.js`.
@@ -534,7 +536,8 @@ async fn render_page<V: LiveView>(
         .unwrap_or_else(|| uri.path().to_string());
     let params = Params::from_parts(path_params.clone(), &uri_str);
     let mut db = DbSlot::new(rt.pool.clone());
-    let mounted = {
+    let mut mounted = Err(ViewError::NoDatabase);
+    for attempt in 0..2 {
         let mut m = Mount::<V> {
             state: &rt.state,
             params: &params,
@@ -542,8 +545,16 @@ async fn render_page<V: LiveView>(
             connected: false,
             db: &mut db,
         };
-        V::mount(&mut m).await
-    };
+        mounted = V::mount(&mut m).await;
+        match &mounted {
+            Err(e) if attempt == 0 && is_stale_statement(e) => {
+                // The table changed under a cached statement: once more, with a clean cache.
+                db.rollback().await;
+                db.clear_statement_cache();
+            }
+            _ => break,
+        }
+    }
     if let Err(e) = db.finish().await {
         tracing::warn!(error = %e, "mount transaction did not commit");
     }

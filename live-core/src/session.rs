@@ -25,6 +25,7 @@ use crate::router::Runtime;
 use crate::token::{Session, ViewToken};
 use crate::view::{
     Ctx, DbSlot, Event, InfoSlot, LiveView, Mount, Params, Push, SyncCtx, ViewError,
+    is_stale_statement,
 };
 use crate::watch::{ApplyError, ChangeBatch, HeldRows, Key, WatchTypes};
 
@@ -91,16 +92,35 @@ fn panic_message(p: Box<dyn std::any::Any + Send>) -> String {
     }
 }
 
-/// Turns the client's URL into params for `route`.
-pub(crate) fn params_for(route: &str, token: &ViewToken, url: &str) -> Params {
-    let path_and_query = match url::Url::parse(url) {
+/// The path and query of a URL (absolute, or already a path).
+fn path_and_query(url: &str) -> String {
+    match url::Url::parse(url) {
         Ok(u) => match u.query() {
             Some(q) => format!("{}?{q}", u.path()),
             None => u.path().to_string(),
         },
         Err(_) if url.starts_with('/') => url.to_string(),
         Err(_) => String::from("/"),
+    }
+}
+
+/// The params of a join: the path parameters signed in the page's token (a client cannot join
+/// with other ones), and the query of the client's current URL (filters it patched in).
+pub(crate) fn join_params(token: &ViewToken, url: &str) -> Params {
+    let pq = path_and_query(url);
+    let query = pq.split_once('?').map(|(_, q)| q).unwrap_or("");
+    let uri = if query.is_empty() {
+        pq.split('?').next().unwrap_or("/").to_string()
+    } else {
+        pq.clone()
     };
+    Params::from_parts(token.path_params.clone(), &uri)
+}
+
+/// The params of a URL the view navigated to (a live patch): path parameters matched against
+/// the view's route (the view's `handle_params` decides whether the session may see them).
+pub(crate) fn params_for(route: &str, token: &ViewToken, url: &str) -> Params {
+    let path_and_query = path_and_query(url);
     let path = path_and_query.split('?').next().unwrap_or("/");
     let mut router = matchit::Router::new();
     let matched = router
@@ -209,7 +229,7 @@ async fn run<V: LiveView>(rt: Arc<Runtime<V::State>>, req: JoinRequest) {
         out,
     } = req;
     let route = token.route.clone();
-    let params = params_for(&route, &token, &url);
+    let params = join_params(&token, &url);
     let session = token.session.clone();
     let mut types = WatchTypes::default();
     V::watch_types(&mut types);
@@ -289,44 +309,53 @@ async fn mount_view<V: LiveView>(
     db: &mut DbSlot,
     fence: bool,
 ) -> Result<V, &'static str> {
-    if fence && let Err(e) = db.begin().await {
-        tracing::error!(error = %e, "could not open the mount transaction");
-        return Err("mount_failed");
-    }
-    let result = {
-        let mut m = Mount::<V> {
-            state: &rt.state,
-            params,
-            session,
-            connected: true,
-            db,
-        };
-        AssertUnwindSafe(Box::pin(V::mount(&mut m)))
-            .catch_unwind()
-            .await
-    };
-    let view = match result {
-        Ok(Ok(v)) => v,
-        Ok(Err(e)) => {
-            return Err(match e {
-                ViewError::NotFound => "not_found",
-                ViewError::Unauthorized => "unauthorized",
-                e => {
-                    tracing::error!(error = %e, "mount failed");
-                    "mount_failed"
-                }
-            });
-        }
-        Err(p) => {
-            tracing::error!(panic = %panic_message(p), "mount panicked");
+    for attempt in 0..2 {
+        if fence && let Err(e) = db.begin().await {
+            tracing::error!(error = %e, "could not open the mount transaction");
             return Err("mount_failed");
         }
-    };
-    if let Err(e) = db.finish().await {
-        tracing::error!(error = %e, "mount transaction did not commit");
-        return Err("mount_failed");
+        let result = {
+            let mut m = Mount::<V> {
+                state: &rt.state,
+                params,
+                session,
+                connected: true,
+                db,
+            };
+            AssertUnwindSafe(Box::pin(V::mount(&mut m)))
+                .catch_unwind()
+                .await
+        };
+        let view = match result {
+            Ok(Ok(v)) => v,
+            Ok(Err(e)) if attempt == 0 && is_stale_statement(&e) => {
+                // The table changed under a cached statement: once more, with a clean cache.
+                db.rollback().await;
+                db.clear_statement_cache();
+                continue;
+            }
+            Ok(Err(e)) => {
+                return Err(match e {
+                    ViewError::NotFound => "not_found",
+                    ViewError::Unauthorized => "unauthorized",
+                    e => {
+                        tracing::error!(error = %e, "mount failed");
+                        "mount_failed"
+                    }
+                });
+            }
+            Err(p) => {
+                tracing::error!(panic = %panic_message(p), "mount panicked");
+                return Err("mount_failed");
+            }
+        };
+        if let Err(e) = db.finish().await {
+            tracing::error!(error = %e, "mount transaction did not commit");
+            return Err("mount_failed");
+        }
+        return Ok(view);
     }
-    Ok(view)
+    Err("mount_failed")
 }
 
 impl<V: LiveView> ViewSession<V> {
@@ -340,8 +369,9 @@ impl<V: LiveView> ViewSession<V> {
         self.run_hooks().await?;
         if self.sub.is_some() {
             match self.subscribe(s0, snapshot.as_ref()).await {
-                Ok(true) => {}
-                Ok(false) | Err(Gap) => self.reload().await?,
+                Ok(None) => {}
+                Ok(Some(xids)) => self.reload(xids).await?,
+                Err(Gap) => self.reload(Vec::new()).await?,
             }
         }
         let params = self.params.clone();
@@ -497,7 +527,7 @@ impl<V: LiveView> ViewSession<V> {
         if let Some(sub) = &self.sub
             && sub.key != self.view.subscription_key()
         {
-            self.reload().await?;
+            self.reload(Vec::new()).await?;
         }
         self.render_and_send().await?;
         self.process_pushes(pushes).await
@@ -592,11 +622,15 @@ impl<V: LiveView> ViewSession<V> {
         }
     }
 
-    /// Subscribes with the view's key and applies the replay. `Ok(false)`: the replay asks
-    /// for a reload.
-    async fn subscribe(&mut self, since: u64, snapshot: Option<&Snapshot>) -> Result<bool, Gap> {
+    /// Subscribes with the view's key and applies the replay. `Ok(Some(xids))`: the replay
+    /// asks for a reload whose snapshot sees those transactions.
+    async fn subscribe(
+        &mut self,
+        since: u64,
+        snapshot: Option<&Snapshot>,
+    ) -> Result<Option<Vec<u32>>, Gap> {
         let Some(sub) = &mut self.sub else {
-            return Ok(true);
+            return Ok(None);
         };
         let key = self.view.subscription_key();
         let keys: Vec<_> = match &key {
@@ -614,24 +648,33 @@ impl<V: LiveView> ViewSession<V> {
         sub.seq_after = seq_after;
         sub.key = key;
         if replay.is_empty() {
-            return Ok(true);
+            return Ok(None);
         }
-        Ok(matches!(self.apply(replay).await, Ok(Applied::Done)))
+        let xids: Vec<u32> = replay.iter().map(|d| d.txn.xid).collect();
+        Ok(match self.apply(replay).await {
+            Ok(Applied::Done) => None,
+            Ok(Applied::Reload) | Err(_) => Some(xids),
+        })
     }
 
-    /// Reloads the watched assigns under a new fence (retrying a few times).
-    async fn reload(&mut self) -> Result<(), End> {
+    /// Reloads the watched assigns under a new fence (retrying a few times). The new snapshot
+    /// sees at least the transactions in `must_see` (those that asked for the reload).
+    async fn reload(&mut self, mut must_see: Vec<u32>) -> Result<(), End> {
         let Some(fanout) = self.sub.as_ref().map(|s| s.fanout.clone()) else {
             return Ok(());
         };
         let mut delay = Duration::from_millis(50);
+        let mut stale = false;
         for attempt in 0..6 {
             if let Some(sub) = &self.sub {
                 sub.overflow.store(false, Ordering::Release);
             }
             let s0 = fanout.next_seq();
             let mut db = DbSlot::new(self.rt.pool.clone());
-            let result = match db.begin().await {
+            if stale {
+                db.clear_statement_cache();
+            }
+            let result = match db.begin_seeing(&must_see).await {
                 Err(e) => Ok(Err(e)),
                 Ok(_) => {
                     let mut m = Mount::<V> {
@@ -650,6 +693,10 @@ impl<V: LiveView> ViewSession<V> {
                 Err(p) => return Err(End::Crash(format!("reload panicked: {}", panic_message(p)))),
                 Ok(Err(e)) => {
                     tracing::warn!(error = %e, attempt, "reload failed; retrying");
+                    if is_stale_statement(&e) {
+                        stale = true;
+                    }
+                    db.rollback().await;
                     tokio::time::sleep(delay).await;
                     delay *= 2;
                     continue;
@@ -662,9 +709,11 @@ impl<V: LiveView> ViewSession<V> {
             }
             self.run_hooks().await?;
             match self.subscribe(s0, db.snapshot.as_ref()).await {
-                Ok(true) => return Ok(()),
-                Ok(false) | Err(Gap) => continue,
+                Ok(None) => return Ok(()),
+                Ok(Some(xids)) => must_see = xids,
+                Err(Gap) => {}
             }
+            tokio::time::sleep(Duration::from_millis(5)).await;
         }
         Err(End::Crash("reload kept failing".into()))
     }
@@ -685,11 +734,12 @@ impl<V: LiveView> ViewSession<V> {
         }
         if overflow {
             tracing::info!("view fell behind; reloading");
-            self.reload().await?;
+            self.reload(Vec::new()).await?;
         } else if !batch.is_empty() {
+            let xids: Vec<u32> = batch.iter().map(|d| d.txn.xid).collect();
             match self.apply(batch).await? {
                 Applied::Done => {}
-                Applied::Reload => self.reload().await?,
+                Applied::Reload => self.reload(xids).await?,
             }
         }
         self.render_and_send().await

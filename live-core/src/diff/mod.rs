@@ -428,6 +428,8 @@ mod tests {
         // FNV-1a of no units is the offset basis.
         assert_eq!(statics_hash(&[]), 2_166_136_261);
         assert_eq!(statics_hash(&[String::new()]), 2_166_136_261);
+        // The value the browser client computes for the same text (assets/test).
+        assert_eq!(statics_hash(&["a<b>é😀".into()]), 1_716_749_962);
         // Splitting the text between fragments does not change the hash.
         assert_eq!(
             statics_hash(&["a<b>".into(), "é😀".into()]),
