@@ -140,6 +140,15 @@ impl LiveView for TypedView {
     }
 }
 
+fn runtime(db: &TestDb, reports: Reports) -> Live<Reports> {
+    Live::builder(reports)
+        .config(LiveConfig::new(SECRET.to_vec()))
+        .pool(db.pool.clone())
+        .sync(SyncConfig::new(&db.url).slot(format!("slot_{}", db.name)))
+        .build()
+        .expect("runtime")
+}
+
 async fn select(db: &TestDb, id: i64) -> Typed {
     let mut r: Typed = sqlx::query_as(SELECT)
         .bind(id)
@@ -173,12 +182,7 @@ async fn next_report(
 async fn every_type_round_trips_including_arrays_enums_and_toast() {
     let db = TestDb::new(SCHEMA).await;
     let (tx, mut rx) = mpsc::unbounded_channel();
-    let live = Live::builder(tx)
-        .config(LiveConfig::new(SECRET.to_vec()))
-        .pool(db.pool.clone())
-        .sync(SyncConfig::new(&db.url).slot(format!("slot_{}", db.name)))
-        .build()
-        .expect("runtime");
+    let live = runtime(&db, tx);
     let mut stream = live.changes::<Typed>().key(1_i32).subscribe(100);
     live.listen().await.expect("listen");
     let _view = TestView::mount::<TypedView>(&live, "/typed/{owner}", "/typed/1")
@@ -325,12 +329,7 @@ impl LiveView for PickyView {
 async fn a_row_that_does_not_decode_reloads_its_views_and_the_listener_carries_on() {
     let db = TestDb::new(SCHEMA).await;
     let (tx, _rx) = mpsc::unbounded_channel();
-    let live = Live::builder(tx)
-        .config(LiveConfig::new(SECRET.to_vec()))
-        .pool(db.pool.clone())
-        .sync(SyncConfig::new(&db.url).slot(format!("slot_{}", db.name)))
-        .build()
-        .expect("runtime");
+    let live = runtime(&db, tx);
     live.listen().await.expect("listen");
     let mut a = TestView::mount::<PickyView>(&live, "/p/{owner}", "/p/1")
         .await

@@ -57,95 +57,70 @@ fn list<T: Send + Sync + 'static>(
     html! { ul { (keyed("items", rows, id).render(row)) } }
 }
 
-/// The view of one list of `items`.
-#[derive(Assigns)]
-pub struct ItemsView {
-    #[subscription_key]
-    list_id: i64,
-    #[watch(sync = Self::sorted)]
-    items: Vec<Arc<Item>>,
-}
-
-impl ItemsView {
-    async fn sorted(
-        &mut self,
-        mut items: Vec<Arc<Item>>,
-        _ctx: &mut SyncCtx<'_, Self>,
-    ) -> Result<Vec<Arc<Item>>, ViewError> {
-        items.sort_by_key(|i| i.id);
-        Ok(items)
-    }
-}
-
-impl LiveView for ItemsView {
-    type State = ();
-    type Message = ();
-
-    async fn mount(ctx: &mut Mount<'_, Self>) -> Result<Self, ViewError> {
-        let list_id: i64 = ctx.params().parse("id")?;
-        let items: Vec<Item> = sqlx::query_as("SELECT * FROM items WHERE list_id = $1")
-            .bind(list_id)
-            .fetch_all(ctx.db().await?)
-            .await?;
-        Ok(ItemsView {
-            list_id,
-            items: items.into_iter().map(Arc::new).collect(),
-        })
-    }
-
-    fn render(&self) -> Markup {
-        html! {
-            h2 { "list " (self.list_id) }
-            p.count { (self.items.len()) }
-            (list(&self.items, |i| i.id, |i| html! { li { (i.title) @if i.done { " ✓" } } }))
+/// Defines the view of one list of a table's rows: the rows ordered by id by a `sync` hook.
+macro_rules! list_view {
+    ($(#[$doc:meta])* $view:ident, $row:ty, $select:literal) => {
+        $(#[$doc])*
+        #[derive(Assigns)]
+        pub struct $view {
+            #[subscription_key]
+            list_id: i64,
+            #[watch(sync = Self::sorted)]
+            items: Vec<Arc<$row>>,
         }
-    }
-}
 
-/// The view of one list of `items_d`.
-#[derive(Assigns)]
-pub struct ItemsDView {
-    #[subscription_key]
-    list_id: i64,
-    #[watch(sync = Self::sorted)]
-    items: Vec<Arc<ItemD>>,
-}
-
-impl ItemsDView {
-    async fn sorted(
-        &mut self,
-        mut items: Vec<Arc<ItemD>>,
-        _ctx: &mut SyncCtx<'_, Self>,
-    ) -> Result<Vec<Arc<ItemD>>, ViewError> {
-        items.sort_by_key(|i| i.id);
-        Ok(items)
-    }
-}
-
-impl LiveView for ItemsDView {
-    type State = ();
-    type Message = ();
-
-    async fn mount(ctx: &mut Mount<'_, Self>) -> Result<Self, ViewError> {
-        let list_id: i64 = ctx.params().parse("id")?;
-        let items: Vec<ItemD> = sqlx::query_as("SELECT * FROM items_d WHERE list_id = $1")
-            .bind(list_id)
-            .fetch_all(ctx.db().await?)
-            .await?;
-        Ok(ItemsDView {
-            list_id,
-            items: items.into_iter().map(Arc::new).collect(),
-        })
-    }
-
-    fn render(&self) -> Markup {
-        html! {
-            h2 { "list " (self.list_id) }
-            p.count { (self.items.len()) }
-            (list(&self.items, |i| i.id, |i| html! { li { (i.title) @if i.done { " ✓" } } }))
+        impl $view {
+            async fn sorted(
+                &mut self,
+                mut items: Vec<Arc<$row>>,
+                _ctx: &mut SyncCtx<'_, Self>,
+            ) -> Result<Vec<Arc<$row>>, ViewError> {
+                items.sort_by_key(|i| i.id);
+                Ok(items)
+            }
         }
-    }
+
+        impl LiveView for $view {
+            type State = ();
+            type Message = ();
+
+            async fn mount(ctx: &mut Mount<'_, Self>) -> Result<Self, ViewError> {
+                let list_id: i64 = ctx.params().parse("id")?;
+                // `SELECT *` on purpose: a test alters the table under cached statements.
+                let items: Vec<$row> = sqlx::query_as($select)
+                    .bind(list_id)
+                    .fetch_all(ctx.db().await?)
+                    .await?;
+                Ok($view {
+                    list_id,
+                    items: items.into_iter().map(Arc::new).collect(),
+                })
+            }
+
+            fn render(&self) -> Markup {
+                html! {
+                    h2 { "list " (self.list_id) }
+                    p.count { (self.items.len()) }
+                    (list(&self.items, |i| i.id, |i| html! { li { (i.title) @if i.done { " ✓" } } }))
+                }
+            }
+        }
+    };
 }
+
+list_view!(
+    /// The view of one list of `items`.
+    ItemsView,
+    Item,
+    "SELECT * FROM items WHERE list_id = $1"
+);
+
+list_view!(
+    /// The view of one list of `items_d`.
+    ItemsDView,
+    ItemD,
+    "SELECT * FROM items_d WHERE list_id = $1"
+);
 
 /// Starts the items app on `db` (with its own slot); returns the address and the runtime.
 pub async fn start(db: &TestDb) -> (std::net::SocketAddr, Live<()>) {
