@@ -363,3 +363,55 @@ async fn a_server_that_is_not_set_up_gets_a_message_that_says_what_to_run() {
     let e = setup_error("CREATE TABLE items (id bigint, list_id bigint NOT NULL, title text NOT NULL, done boolean); CREATE PUBLICATION live_publication FOR TABLE items;").await;
     assert!(e.contains("no primary key"), "{e}");
 }
+
+#[tokio::test]
+async fn the_slot_does_not_pin_wal_while_watched_tables_are_quiet() {
+    let db = TestDb::new(&format!(
+        "{} CREATE TABLE unwatched (id bigserial PRIMARY KEY, v text);",
+        items::SCHEMA
+    ))
+    .await;
+    let (_addr, _live) = items::start(&db).await;
+    // Write only to a table outside the publication: the listener gets no transaction, only
+    // keepalives, and must still confirm the WAL position so the slot releases it.
+    for i in 0..50 {
+        sqlx::query("INSERT INTO unwatched (v) VALUES ($1)")
+            .bind(format!("quiet {i}"))
+            .execute(&db.pool)
+            .await
+            .expect("insert");
+    }
+    let target: String = sqlx::query_scalar("SELECT pg_current_wal_lsn()::text")
+        .fetch_one(&db.pool)
+        .await
+        .expect("lsn");
+    let slot = format!("slot_{}", db.name);
+    let deadline = std::time::Instant::now() + Duration::from_secs(20);
+    loop {
+        let caught_up: bool = sqlx::query_scalar(
+            "SELECT confirmed_flush_lsn >= $2::pg_lsn FROM pg_replication_slots WHERE slot_name = $1",
+        )
+        .bind(&slot)
+        .bind(&target)
+        .fetch_one(&db.pool)
+        .await
+        .expect("slot");
+        if caught_up {
+            break;
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "the slot's confirmed position never reached {target}"
+        );
+        // Keepalives come every few seconds on a quiet server; nudge WAL along meanwhile.
+        let _ = sqlx::query("SELECT pg_switch_wal()")
+            .execute(&db.pool)
+            .await;
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+    let lag = live_core::replication::slot_lag_bytes(&db.pool, &slot)
+        .await
+        .expect("lag")
+        .expect("slot exists");
+    assert!(lag >= 0);
+}

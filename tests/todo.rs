@@ -613,3 +613,44 @@ async fn bad_input_gets_sensible_results() {
     assert!(c2.html(&t2).contains("still works"), "{}", c2.html(&t2));
     assert!(!c2.html(&t2).contains("not yours"));
 }
+
+#[tokio::test]
+async fn the_app_says_what_to_change_when_postgres_cannot_replicate() {
+    // A database user without the REPLICATION attribute (the server itself is fine).
+    let db = TestDb::new("").await;
+    let port = with_cluster(|c| c.port());
+    let role = format!("app_{}", db.name);
+    sqlx::query(sqlx::AssertSqlSafe(format!(
+        "CREATE ROLE {role} LOGIN NOREPLICATION"
+    )))
+    .execute(&db.pool)
+    .await
+    .expect("role");
+    sqlx::query(sqlx::AssertSqlSafe(format!(
+        "ALTER DATABASE {} OWNER TO {role}",
+        db.name
+    )))
+    .execute(&db.pool)
+    .await
+    .expect("owner");
+    sqlx::query(sqlx::AssertSqlSafe(format!(
+        "ALTER SCHEMA public OWNER TO {role}"
+    )))
+    .execute(&db.pool)
+    .await
+    .expect("schema owner");
+    let result = todo::app(TodoConfig {
+        database_url: format!("postgres://{role}@127.0.0.1:{port}/{}", db.name),
+        slot: format!("slot_{}", db.name),
+        live: LiveConfig::new(SECRET.to_vec()),
+    })
+    .await;
+    let message = match result {
+        Ok(_) => panic!("the app started without replication rights"),
+        Err(e) => e.to_string(),
+    };
+    assert!(
+        message.contains(&format!("ALTER ROLE \"{role}\" WITH REPLICATION")),
+        "{message}"
+    );
+}
