@@ -36,9 +36,13 @@ enum LabMsg {
 
 impl Lab {
     fn new() -> Self {
+        Self::with_rows(5)
+    }
+
+    fn with_rows(n: u64) -> Self {
         Lab {
             header: "Lab é".into(),
-            rows: (0..5)
+            rows: (0..n)
                 .map(|i| {
                     Arc::new(Row {
                         id: i,
@@ -46,7 +50,7 @@ impl Lab {
                     })
                 })
                 .collect(),
-            next: 5,
+            next: n,
             ticks: 0,
             filter: String::new(),
         }
@@ -88,8 +92,9 @@ impl LiveView for Lab {
     type State = ();
     type Message = LabMsg;
 
-    async fn mount(_ctx: &mut Mount<'_, Self>) -> Result<Self, ViewError> {
-        Ok(Lab::new())
+    async fn mount(ctx: &mut Mount<'_, Self>) -> Result<Self, ViewError> {
+        let rows = ctx.params().parse::<u64>("rows").unwrap_or(5).min(100_000);
+        Ok(Lab::with_rows(rows))
     }
 
     fn title(&self) -> Option<String> {
@@ -558,4 +563,39 @@ async fn bad_input_gets_clear_errors_and_other_views_keep_working() {
         .send_frame(None, "phoenix", "heartbeat", json!({}))
         .await;
     assert_eq!(good.reply(&r).await["status"], "ok");
+}
+
+#[tokio::test]
+async fn a_big_page_arrives_in_bounded_frames() {
+    let addr = start().await;
+    let (mut c, topic) = open(addr, "/lab?rows=4000").await;
+    let mut mirror = Lab::with_rows(4000);
+    mirror.filter = String::new();
+    let expected = mirror.render().into_string();
+    assert!(expected.len() > 200_000, "{}", expected.len());
+    assert!(
+        c.wait_html(&topic, Duration::from_secs(10), |h| h == expected)
+            .await,
+        "the join reply and its follow-up pieces rebuild the page"
+    );
+    let biggest = c.log.iter().map(|f| f.to_string().len()).max().unwrap_or(0);
+    assert!(biggest < 64 * 1024, "largest frame {biggest} B");
+    // A resync sends it whole again, in pieces too, and edits go on from there.
+    let r = c
+        .send_frame(Some(&topic), &topic, "resync", json!({}))
+        .await;
+    assert_eq!(c.reply(&r).await["status"], "ok");
+    assert_eq!(c.html(&topic), expected);
+    let reply = c
+        .event(
+            &topic,
+            "click",
+            "op",
+            json!({"kind": "update", "index": "3999", "text": "last one 😀"}),
+        )
+        .await;
+    assert_eq!(reply["status"], "ok");
+    assert!(c.html(&topic).contains("<span>last one 😀</span>"));
+    let biggest = c.log.iter().map(|f| f.to_string().len()).max().unwrap_or(0);
+    assert!(biggest < 64 * 1024, "largest frame {biggest} B");
 }

@@ -70,7 +70,11 @@ fn make(n: usize) -> Vec<Arc<Row>> {
 fn run(n: usize, iters: usize, count: bool) -> (f64, usize, PageTracker, usize) {
     let mut rows = make(n);
     let mut tracker = PageTracker::new();
-    let first = tracker.update(|| page(&rows, count)).unwrap_or_default();
+    let first: usize = tracker
+        .update(|| page(&rows, count))
+        .iter()
+        .map(String::len)
+        .sum();
     let mut patch_bytes = 0usize;
     let mut seed = 1u64;
     let start = Instant::now();
@@ -84,11 +88,11 @@ fn run(n: usize, iters: usize, count: bool) -> (f64, usize, PageTracker, usize) 
             completed: !old.completed,
         });
         let p = tracker.update(|| page(&rows, count));
-        patch_bytes += p.as_ref().map_or(0, String::len);
+        patch_bytes += p.iter().map(String::len).sum::<usize>();
         black_box(p);
     }
     let per = start.elapsed().as_secs_f64() * 1e6 / iters as f64;
-    (per, patch_bytes / iters, tracker, first.len())
+    (per, patch_bytes / iters, tracker, first)
 }
 
 fn main() {

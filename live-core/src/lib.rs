@@ -127,20 +127,35 @@ pub mod __bench {
             Self::default()
         }
 
-        /// Renders and returns the diff payload sent to the client (`None`: nothing changed).
-        pub fn update(&mut self, render: impl FnOnce() -> maud::Markup) -> Option<String> {
+        /// Renders and returns the payloads sent to the client: one diff, or the whole page in
+        /// pieces (empty: nothing changed).
+        pub fn update(&mut self, render: impl FnOnce() -> maud::Markup) -> Vec<String> {
+            use crate::diff::{Patch, encode_diff, full_payload, model_in_pieces};
             let tracked = render_tracked(&mut self.model, render);
             let first = self.version == 0;
-            self.version += 1;
-            let payload = crate::diff::encode_diff(
+            let patch = encode_diff(
                 &self.model.statics,
                 &tracked.model,
                 &tracked.ops,
-                self.version,
+                self.version + 1,
                 first || !tracked.same_shape,
             );
             self.model = tracked.model;
-            payload
+            match patch {
+                Patch::Unchanged => Vec::new(),
+                Patch::Diff(p) => {
+                    self.version += 1;
+                    vec![p]
+                }
+                Patch::Whole => {
+                    self.version += 1;
+                    let pieces = model_in_pieces(&self.model, self.version, 32 * 1024);
+                    let mut out = vec![full_payload(self.version, &self.model, &pieces)];
+                    self.version += pieces.rest.len() as u64;
+                    out.extend(pieces.rest);
+                    out
+                }
+            }
         }
 
         /// Bytes of the whole page's HTML.

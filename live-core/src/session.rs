@@ -17,7 +17,7 @@ use futures_util::FutureExt;
 use tokio::sync::mpsc;
 use tracing::Instrument;
 
-use crate::diff::{encode_diff, write_model};
+use crate::diff::{Patch, encode_diff, full_payload, model_in_pieces};
 use crate::fanout::{Delivery, Fanout, Gap, Op, Snapshot, ViewId};
 use crate::protocol::{error_reply, frame, reply};
 use crate::render::{Rendered, render_tracked};
@@ -44,6 +44,9 @@ pub(crate) enum ToView {
         msg_ref: Option<String>,
     },
 }
+
+/// The largest piece a whole page is sent in (bytes of row HTML per frame).
+const FRAME_BUDGET: usize = 32 * 1024;
 
 /// Frames to the socket writer.
 pub(crate) type Outbound = mpsc::Sender<Box<Message>>;
@@ -379,15 +382,19 @@ impl<V: LiveView> ViewSession<V> {
         self.call_params(&params, &mut pushes).await?;
         let tracked = self.render_tracked()?;
         self.model = tracked.model;
-        self.version = 1;
         self.title = self.view.title();
-        let mut rendered = String::new();
-        write_model(&mut rendered, &self.model);
+        let pieces = model_in_pieces(&self.model, 1, FRAME_BUDGET);
         let response = format!(
-            "{{\"rendered\":{rendered},\"v\":1,\"title\":{}}}",
+            "{{\"rendered\":{},\"v\":1,\"title\":{}}}",
+            pieces.first,
             serde_json::to_string(&self.title).unwrap_or_else(|_| "null".into())
         );
         self.wire.reply_ok(msg_ref.as_deref(), &response).await?;
+        self.version = 1;
+        for p in pieces.rest {
+            self.version += 1;
+            self.wire.push("diff", &p).await?;
+        }
         self.process_pushes(pushes).await
     }
 
@@ -420,10 +427,7 @@ impl<V: LiveView> ViewSession<V> {
                 self.wire.reply_ok(msg_ref.as_deref(), "{}").await
             }
             ToView::Resync { msg_ref } => {
-                self.version += 1;
-                if let Some(p) = encode_diff(&[], &self.model, &[], self.version, true) {
-                    self.wire.push("diff", &p).await?;
-                }
+                self.send_whole().await?;
                 self.wire.reply_ok(msg_ref.as_deref(), "{}").await
             }
         }
@@ -566,6 +570,21 @@ impl<V: LiveView> ViewSession<V> {
         Ok(())
     }
 
+    /// Sends the whole page as a `full` diff, in pieces (see `model_in_pieces`).
+    async fn send_whole(&mut self) -> Result<(), End> {
+        let v = self.version + 1;
+        let pieces = model_in_pieces(&self.model, v, FRAME_BUDGET);
+        self.wire
+            .push("diff", &full_payload(v, &self.model, &pieces))
+            .await?;
+        self.version = v;
+        for p in pieces.rest {
+            self.version += 1;
+            self.wire.push("diff", &p).await?;
+        }
+        Ok(())
+    }
+
     fn render_tracked(&mut self) -> Result<crate::render::Tracked, End> {
         let view = &self.view;
         let model = &mut self.model;
@@ -585,9 +604,13 @@ impl<V: LiveView> ViewSession<V> {
             !tracked.same_shape,
         );
         self.model = tracked.model;
-        if let Some(p) = payload {
-            self.version = next_version;
-            self.wire.push("diff", &p).await?;
+        match payload {
+            Patch::Unchanged => {}
+            Patch::Diff(p) => {
+                self.version = next_version;
+                self.wire.push("diff", &p).await?;
+            }
+            Patch::Whole => self.send_whole().await?,
         }
         let title = self.view.title();
         if title != self.title {

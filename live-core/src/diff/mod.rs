@@ -208,8 +208,9 @@ fn json_str(out: &mut String, s: &str) {
     }
 }
 
-/// Appends the rendered model `R` (`{"s": [...], "l": [[[key, html], ...], ...]}`).
-pub(crate) fn write_model(out: &mut String, r: &Rendered) {
+/// Appends the rendered model `R` (`{"s": [...], "l": [[[key, html], ...], ...]}`) with only
+/// the first `counts[i]` rows of each list.
+fn write_model_prefix(out: &mut String, r: &Rendered, counts: &[usize]) {
     out.push_str("{\"s\":[");
     for (i, s) in r.statics.iter().enumerate() {
         if i > 0 {
@@ -222,14 +223,113 @@ pub(crate) fn write_model(out: &mut String, r: &Rendered) {
         if i > 0 {
             out.push(',');
         }
-        write_rows(out, l);
+        write_rows(out, l, counts.get(i).copied().unwrap_or(0));
     }
     out.push_str("]}");
 }
 
-fn write_rows(out: &mut String, l: &ListModel) {
+/// A `full` diff payload from a first piece.
+pub(crate) fn full_payload(version: u64, r: &Rendered, pieces: &Pieces) -> String {
+    format!(
+        "{{\"v\":{version},\"full\":{},\"len\":{},\"h\":{}}}",
+        pieces.first,
+        pieces.first_len,
+        statics_hash(&r.statics)
+    )
+}
+
+/// The whole model in pieces of about `budget` bytes: the first piece is the model with each
+/// list cut short (for a join reply or a `full` diff), the others insert the remaining rows in
+/// order. A big page then never makes one big frame (tungstenite keeps its write buffer at the
+/// size of the largest frame it ever sent, per connection).
+pub(crate) struct Pieces {
+    /// The first piece: `R` with the lists cut short.
+    pub first: String,
+    /// The UTF-16 length of the HTML the first piece makes.
+    pub first_len: usize,
+    /// Diff payloads after the first, from version `version + 1` on.
+    pub rest: Vec<String>,
+}
+
+/// Splits `r` for sending; the first piece is version `version`, the rest follow it.
+pub(crate) fn model_in_pieces(r: &Rendered, version: u64, budget: usize) -> Pieces {
+    let statics_len: usize = r.statics.iter().map(|s| utf16_len(s)).sum();
+    let hash = statics_hash(&r.statics);
+    let mut used: usize = r.statics.iter().map(String::len).sum();
+    let mut counts = vec![0usize; r.lists.len()];
+    // As many rows as fit in the first piece, list after list.
+    'fill: for (i, l) in r.lists.iter().enumerate() {
+        for row in &l.rows {
+            let size = row.html.html.len() + row.html.key.as_str().len() + 8;
+            if used + size > budget {
+                break 'fill;
+            }
+            used += size;
+            counts[i] += 1;
+        }
+    }
+    let mut first = String::with_capacity(used + 64);
+    write_model_prefix(&mut first, r, &counts);
+    let mut len16 = statics_len
+        + r.lists
+            .iter()
+            .zip(&counts)
+            .map(|(l, n)| l.rows[..*n].iter().map(|e| e.html.len16).sum::<usize>())
+            .sum::<usize>();
+    let first_len = len16;
+    let mut rest = Vec::new();
+    let mut v = version;
+    for (i, l) in r.lists.iter().enumerate() {
+        let mut start = counts[i];
+        while start < l.rows.len() {
+            let mut end = start;
+            let mut size = 0;
+            while end < l.rows.len()
+                && (end == start || size + l.rows[end].html.html.len() < budget)
+            {
+                size += l.rows[end].html.html.len() + 32;
+                end += 1;
+            }
+            v += 1;
+            let mut out = String::with_capacity(size + 64);
+            out.push_str("{\"v\":");
+            out.push_str(&v.to_string());
+            out.push_str(",\"l\":[[");
+            out.push_str(&i.to_string());
+            out.push_str(",[");
+            for j in start..end {
+                if j > start {
+                    out.push(',');
+                }
+                let after = (j > 0).then(|| l.rows[j - 1].html.key.clone());
+                write_list_op(
+                    &mut out,
+                    &ListOp::Insert {
+                        after,
+                        html: l.rows[j].html.clone(),
+                    },
+                );
+                len16 += l.rows[j].html.len16;
+            }
+            out.push_str("]]],\"len\":");
+            out.push_str(&len16.to_string());
+            out.push_str(",\"h\":");
+            out.push_str(&hash.to_string());
+            out.push('}');
+            rest.push(out);
+            start = end;
+        }
+    }
+    Pieces {
+        first,
+        first_len,
+        rest,
+    }
+}
+
+fn write_rows(out: &mut String, l: &ListModel, count: usize) {
     out.push('[');
-    for (j, row) in l.rows.iter().enumerate() {
+    for (j, row) in l.rows.iter().take(count).enumerate() {
         if j > 0 {
             out.push(',');
         }
@@ -242,21 +342,31 @@ fn write_rows(out: &mut String, l: &ListModel) {
     out.push(']');
 }
 
+/// What a render means for the client.
+#[derive(Debug)]
+pub(crate) enum Patch {
+    /// Nothing changed.
+    Unchanged,
+    /// This diff payload.
+    Diff(String),
+    /// The whole page must be sent (see [`model_in_pieces`]).
+    Whole,
+}
+
 /// Encodes a diff payload `D` from the previous static fragments to `next` (whose lists carry
-/// `list_ops`), or a full replacement when `full` is set. Returns `None` when nothing changed.
+/// `list_ops`); `Whole` when `full` is set or the lists changed shape.
 pub(crate) fn encode_diff(
     prev_statics: &[String],
     next: &Rendered,
     list_ops: &[Vec<ListOp>],
     version: u64,
     full: bool,
-) -> Option<String> {
+) -> Patch {
     let mut out = String::with_capacity(256);
     out.push_str("{\"v\":");
     out.push_str(&version.to_string());
     if full || prev_statics.len() != next.statics.len() || list_ops.len() != next.lists.len() {
-        out.push_str(",\"full\":");
-        write_model(&mut out, next);
+        return Patch::Whole;
     } else {
         let mut any = false;
         let mut statics = String::new();
@@ -318,7 +428,7 @@ pub(crate) fn encode_diff(
             out.push(']');
         }
         if !any {
-            return None;
+            return Patch::Unchanged;
         }
     }
     out.push_str(",\"len\":");
@@ -326,7 +436,7 @@ pub(crate) fn encode_diff(
     out.push_str(",\"h\":");
     out.push_str(&statics_hash(&next.statics).to_string());
     out.push('}');
-    Some(out)
+    Patch::Diff(out)
 }
 
 fn write_opt_key(out: &mut String, k: &Option<crate::watch::Key>) {
@@ -421,6 +531,38 @@ mod tests {
             assert_eq!(apply16(a, &ops), b, "{a:?} -> {b:?}: {ops:?}");
         }
         assert!(text_ops("same", "same").is_empty());
+    }
+
+    #[test]
+    fn pieces_rebuild_the_model() {
+        use crate::diff::client::ClientModel;
+        use crate::render::render_tracked;
+        let rows: Vec<std::sync::Arc<(i64, String)>> = (0..500)
+            .map(|i| {
+                std::sync::Arc::new((i, format!("row {i} é😀 {}", "x".repeat(i as usize % 50))))
+            })
+            .collect();
+        let page = || {
+            maud::html! {
+                h1 { "big" }
+                ul { (crate::keyed("rows", &rows, |r| r.0).render(|r| maud::html! { li { (r.1) } })) }
+                p { "end" }
+            }
+        };
+        let model = render_tracked(&mut Rendered::default(), page).model;
+        let pieces = model_in_pieces(&model, 1, 4096);
+        // The budget counts HTML bytes; JSON escaping adds a little.
+        assert!(pieces.first.len() <= 4096 * 5 / 4, "{}", pieces.first.len());
+        assert!(pieces.rest.len() > 5);
+        let first: serde_json::Value = serde_json::from_str(&pieces.first).unwrap();
+        let mut client = ClientModel::from_rendered(&first, 1).unwrap();
+        assert_eq!(client.html().encode_utf16().count(), pieces.first_len);
+        for p in &pieces.rest {
+            assert!(p.len() < 2 * 4096, "{}", p.len());
+            client.apply(&serde_json::from_str(p).unwrap()).unwrap();
+        }
+        assert_eq!(client.html(), model.to_html());
+        assert_eq!(client.version(), 1 + pieces.rest.len() as u64);
     }
 
     #[test]
