@@ -668,18 +668,14 @@ async fn ws_upgrade<S: Clone + Send + Sync + 'static>(
         return (StatusCode::FORBIDDEN, "origin not allowed").into_response();
     }
     let max = rt.config.max_message_size;
-    ws.read_buffer_size(2 * 1024)
+    // Small buffers: an idle connection should cost little (a frame bigger than the read
+    // buffer is still read whole; the write buffer grows as needed and flushes at 16 KiB).
+    ws.read_buffer_size(1024)
         .write_buffer_size(16 * 1024)
         .max_write_buffer_size(8 << 20)
         .max_message_size(max)
         .max_frame_size(max)
-        .on_upgrade(move |socket| {
-            let fut = crate::socket::serve_socket(rt, socket);
-            if std::env::var("LIVE_DEBUG_SIZES").is_ok() {
-                eprintln!("socket future: {} bytes", std::mem::size_of_val(&fut));
-            }
-            fut
-        })
+        .on_upgrade(move |socket| crate::socket::serve_socket(rt, socket))
 }
 
 /// Looks up a registered view and starts it for a join (`Err`: the unknown route).
