@@ -145,8 +145,10 @@ pub trait LiveView: Assigns {
 /// }
 /// # impl LiveView for TodoPage {
 /// #     type State = (); type Message = ();
-/// #     async fn mount(_: &mut live_core::Mount<'_, Self>) -> Result<Self, ViewError> { unimplemented!() }
-/// #     fn render(&self) -> live_core::Markup { live_core::html! {} }
+/// #     async fn mount(_: &mut live_core::Mount<'_, Self>) -> Result<Self, ViewError> {
+/// #         Ok(TodoPage { list_id: 1, todos: Vec::new(), editing: None })
+/// #     }
+/// #     fn render(&self) -> live_core::Markup { live_core::html! { (self.todos.len()) (self.editing.unwrap_or(0)) } }
 /// # }
 /// ```
 ///
