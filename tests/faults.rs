@@ -4,19 +4,13 @@
 use std::time::Duration;
 
 use live_tests::items;
-use live_tests::{TestDb, open, with_cluster};
+use live_tests::{TestDb, with_cluster};
 
 #[tokio::test]
 async fn restarting_postgres_during_writes_loses_and_doubles_nothing() {
     let db = TestDb::new(items::SCHEMA).await;
     let (addr, live) = items::start(&db).await;
-    let mut views = Vec::new();
-    for l in [1i64, 2, 3] {
-        for path in [format!("/lists/{l}"), format!("/d/{l}")] {
-            let (c, t) = open(addr, &path).await;
-            views.push((path, c, t));
-        }
-    }
+    let mut views = live_tests::faults::open_list_views(addr, &[1, 2, 3]).await;
     let writer = live_tests::faults::spawn_writer(db.pool.clone(), 3000, 11);
     let mut restarts = 0;
     while !writer.is_finished() && restarts < 2 {

@@ -251,14 +251,7 @@ async fn a_slow_client_does_not_delay_other_views() {
 async fn killing_the_walsender_during_writes_loses_and_doubles_nothing() {
     let db = TestDb::new(items::SCHEMA).await;
     let (addr, live) = items::start(&db).await;
-    let lists = [1i64, 2, 3];
-    let mut views = Vec::new();
-    for l in lists {
-        for path in [format!("/lists/{l}"), format!("/d/{l}")] {
-            let (c, t) = open(addr, &path).await;
-            views.push((path, c, t));
-        }
-    }
+    let mut views = live_tests::faults::open_list_views(addr, &[1, 2, 3]).await;
     let writer = live_tests::faults::spawn_writer(db.pool.clone(), 2000, 7);
     let slot = format!("slot_{}", db.name);
     let mut kills = 0;

@@ -40,6 +40,24 @@ async fn select_all(b: &Browser, css: &str) {
     .await;
 }
 
+/// Types a title into `input.new-todo` and presses Enter.
+async fn add_todo(b: &Browser, title: &str) {
+    b.find("input.new-todo")
+        .await
+        .send_keys(&enter(title))
+        .await
+        .unwrap();
+}
+
+/// Two browsers on the same page.
+async fn two_windows(url: &str) -> (Browser, Browser) {
+    let a = Browser::start().await;
+    let b = Browser::start().await;
+    a.open(url).await;
+    b.open(url).await;
+    (a, b)
+}
+
 /// A CSS selector as a JavaScript string literal.
 fn q(css: &str) -> String {
     serde_json::to_string(css).expect("json")
@@ -321,22 +339,11 @@ async fn two_browsers_see_each_others_changes_and_outside_writes() {
     let list = new_list(&db).await;
     let other = new_list(&db).await;
     let url = format!("http://{addr}/lists/{list}");
-    let a = Browser::start().await;
-    let b = Browser::start().await;
-    a.open(&url).await;
-    b.open(&url).await;
+    let (a, b) = two_windows(&url).await;
 
-    a.find("input.new-todo")
-        .await
-        .send_keys(&enter("from A"))
-        .await
-        .unwrap();
+    add_todo(&a, "from A").await;
     wait_labels(&b, &["from A"]).await;
-    b.find("input.new-todo")
-        .await
-        .send_keys(&enter("from B"))
-        .await
-        .unwrap();
+    add_todo(&b, "from B").await;
     wait_labels(&a, &["from A", "from B"]).await;
 
     // B toggles, A sees it.
@@ -397,17 +404,9 @@ async fn two_browsers_see_each_others_changes_and_outside_writes() {
     // A second list never sees the first one's rows, and the other way round.
     b.open(&format!("http://{addr}/lists/{other}")).await;
     assert_eq!(labels(&b).await, Vec::<String>::new());
-    a.find("input.new-todo")
-        .await
-        .send_keys(&enter("only in list one"))
-        .await
-        .unwrap();
+    add_todo(&a, "only in list one").await;
     wait_labels(&a, &["edited by A", "from psql", "only in list one"]).await;
-    b.find("input.new-todo")
-        .await
-        .send_keys(&enter("only in list two"))
-        .await
-        .unwrap();
+    add_todo(&b, "only in list two").await;
     wait_labels(&b, &["only in list two"]).await;
     tokio::time::sleep(Duration::from_millis(300)).await;
     assert_eq!(
@@ -424,15 +423,8 @@ async fn typed_text_and_focus_survive_changes_from_another_window() {
     let (addr, db) = start().await;
     let list = new_list(&db).await;
     let url = format!("http://{addr}/lists/{list}");
-    let a = Browser::start().await;
-    let b = Browser::start().await;
-    a.open(&url).await;
-    b.open(&url).await;
-    b.find("input.new-todo")
-        .await
-        .send_keys(&enter("first"))
-        .await
-        .unwrap();
+    let (a, b) = two_windows(&url).await;
+    add_todo(&b, "first").await;
     wait_labels(&a, &["first"]).await;
 
     let input = a.find("input.new-todo").await;
@@ -441,11 +433,7 @@ async fn typed_text_and_focus_survive_changes_from_another_window() {
     a.js("document.querySelector('input.new-todo').setSelectionRange(3, 7); return true")
         .await;
     for t in ["second", "third"] {
-        b.find("input.new-todo")
-            .await
-            .send_keys(&enter(t))
-            .await
-            .unwrap();
+        add_todo(&b, t).await;
     }
     js_click(&b, &format!("{} input.toggle", li_of(&b, "first").await)).await;
     wait_labels(&a, &["first", "second", "third"]).await;

@@ -77,6 +77,21 @@ pub fn spawn_writer(pool: PgPool, n: usize, seed: u64) -> tokio::task::JoinHandl
     })
 }
 
+/// Opens a view of each of `lists` in both tables (`/lists/<l>` and `/d/<l>`).
+pub async fn open_list_views(
+    addr: std::net::SocketAddr,
+    lists: &[i64],
+) -> Vec<(String, WsClient, String)> {
+    let mut views = Vec::new();
+    for l in lists {
+        for path in [format!("/lists/{l}"), format!("/d/{l}")] {
+            let (c, t) = crate::open(addr, &path).await;
+            views.push((path, c, t));
+        }
+    }
+    views
+}
+
 /// Waits (up to 60 s) until every view shows exactly its list's rows in the database.
 pub async fn assert_views_match_db(db: &TestDb, views: &mut [(String, WsClient, String)]) {
     for (path, client, topic) in views.iter_mut() {
