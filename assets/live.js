@@ -404,10 +404,13 @@
 
   const formValue = (form) => liveValues(form, collectFields(form.elements));
 
-  /** After the ok reply to a submit or key-filtered key event, the server's value wins. */
-  function forceServerValues(els) {
-    for (const el of els) {
-      if (!el.isConnected || !isTextLike(el)) continue;
+  /**
+   * After the ok reply to a submit or key-filtered key event, the server's value wins — for
+   * the controls still holding what was sent (text typed after the event stays).
+   */
+  function forceServerValues(els, sent) {
+    for (const [i, el] of els.entries()) {
+      if (!el.isConnected || !isTextLike(el) || el.value !== sent[i]) continue;
       const v = el.localName === 'textarea' ? el.defaultValue : el.getAttribute('value') ?? '';
       if (el.value !== v) el.value = v;
     }
@@ -733,9 +736,10 @@
         const items = (opts.disable || []).map((d) => [d, null, d.getAttribute('live-disable-with')]);
         if (opts.el) items.push([opts.el, `live-${type}-loading`, null]);
         for (const [el, cls, text] of items) loadingOn(el, cls, text);
+        const sent = (opts.force || []).map((el) => el.value);
         this.socket.push(this.joinRef, this.topic, 'event', payload, (status, resp) => {
           for (const [el, cls, text] of items) loadingOff(el, cls, text);
-          if (status === 'ok') { if (opts.force) forceServerValues(opts.force); }
+          if (status === 'ok') { if (opts.force) forceServerValues(opts.force, sent); }
           else console.warn(`live: event "${name}" failed: ${resp.reason}`);
           if (resp.reason === 'not_joined' && this.state === 'joined') this.crash('the server lost the view', false);
           resolve({ status, response: resp });

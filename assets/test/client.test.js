@@ -505,6 +505,13 @@ async function joined(body, rendered, opts = {}) {
     ws.recv([ev[0], ev[1], ev[2], 'reply', { status: 'ok', response: {} }]);
     assert.equal(input.value, '', 'server value after ack');
     assert.equal(d.activeElement, input);
+    // Text typed after the Enter, before the reply, is not wiped by the reply.
+    input.value = 'second';
+    input.dispatchEvent(new w.KeyboardEvent('keydown', { key: 'Enter', bubbles: true }));
+    const ev2 = ws.last('event');
+    input.value = 'third, typed while waiting';
+    ws.recv([ev2[0], ev2[1], ev2[2], 'reply', { status: 'ok', response: {} }]);
+    assert.equal(input.value, 'third, typed while waiting');
   });
 
   await test('keydown: live-keydown-KEYNAME extra binding, blur binding, no blur during morph', async () => {
