@@ -7,25 +7,23 @@ use std::time::{Duration, Instant};
 
 use live_core::RouterExt;
 use live_tests::items::{self, rows};
-use live_tests::{TestDb, WsClient, open, with_cluster};
+use live_tests::{TestDb, WsClient, open};
 use serde_json::Value;
 
 const WAIT: Duration = Duration::from_secs(10);
 
 fn psql(db: &TestDb, sql: &str) {
-    let port = with_cluster(|c| c.port());
     let out = Command::new("psql")
         .args([
             "-X",
             "-q",
             "-v",
             "ON_ERROR_STOP=1",
-            "-h",
-            "127.0.0.1",
-            "-U",
-            "postgres",
+            "-d",
+            &db.url,
+            "-c",
+            sql,
         ])
-        .args(["-p", &port.to_string(), "-d", &db.name, "-c", sql])
         .output()
         .expect("run psql");
     assert!(

@@ -66,6 +66,11 @@ pub(crate) enum StreamOp {
     Inserted,
     Updated,
     Deleted,
+    /// An update that brought the row into the stream's key: reported as an insert.
+    MovedIn,
+    /// An update that took the row out of the stream's key: reported as a delete, without
+    /// the new values (they belong to another key).
+    MovedOut,
     Reload,
 }
 
@@ -346,6 +351,9 @@ impl Fanout {
                 continue;
             }
             let items = route_for_view(txn, &keys, &held_set, types, ids, tables);
+            // Rows the replay brings in must be routable by id like the loaded ones, or a
+            // later delete that carries only the primary key would never reach this view.
+            index_replayed(txn, &items, &keys, types, by_key, ids);
             if !items.is_empty() {
                 replay.push(Delivery {
                     seq: txn.seq,
@@ -419,10 +427,7 @@ impl Fanout {
             ..
         } = &mut *st;
 
-        for (schema, table) in &txn.reload_tables {
-            let Some(tys) = tables.get(&(schema.clone(), table.clone())) else {
-                continue;
-            };
+        for tys in reload_types(&txn, tables) {
             for ty in tys {
                 for ((kty, _), entry) in by_key.iter() {
                     if kty == ty {
@@ -511,10 +516,15 @@ impl Fanout {
                             match (in_old, in_new, change.kind) {
                                 (_, true, ChangeKind::Insert) => Some(StreamOp::Inserted),
                                 (true, true, _) => Some(StreamOp::Updated),
-                                // Moved in from another key, or an update whose old key is
-                                // unknown: an update to this key's readers.
+                                // Moved in from another key: new to this key's readers,
+                                // with no old row (that belonged to another key).
+                                (false, true, _) if r.old_key.is_some() => Some(StreamOp::MovedIn),
+                                // An update whose old key is unknown (default replica
+                                // identity, a row no view holds): an update with no old row.
                                 (false, true, _) => Some(StreamOp::Updated),
-                                (true, false, _) => Some(StreamOp::Deleted),
+                                // Moved out, or deleted.
+                                (true, false, ChangeKind::Delete) => Some(StreamOp::Deleted),
+                                (true, false, _) => Some(StreamOp::MovedOut),
                                 (false, false, _) => None,
                             }
                         }
@@ -596,6 +606,59 @@ fn unlink_keys(st: &mut State, view: ViewId, keys: &[(TypeId, Key)]) {
     }
 }
 
+/// Enters the rows of replayed upserts in the id index (and drops removed ones), under the
+/// key each row now has, when this view subscribes to that key.
+fn index_replayed(
+    txn: &Txn,
+    items: &[Item],
+    keys: &[(TypeId, Key)],
+    types: &HashMap<TypeId, WatchTypeInfo>,
+    by_key: &mut HashMap<(TypeId, Key), KeyEntry>,
+    ids: &mut HashMap<(TypeId, Key), Key>,
+) {
+    for item in items {
+        if item.op == Op::Reload {
+            continue;
+        }
+        let Some(change) = txn.changes.get(item.change as usize) else {
+            continue;
+        };
+        let Some(info) = types.get(&item.ty) else {
+            continue;
+        };
+        let Some(r) = route_keys(info, change, ids) else {
+            continue;
+        };
+        match (item.op, &r.new_key) {
+            (Op::Upsert, Some(k)) if keys.iter().any(|(t, mk)| *t == item.ty && mk == k) => {
+                if let Some(e) = by_key.get_mut(&(item.ty, k.clone())) {
+                    e.ids.insert(r.id.clone());
+                }
+                ids.insert((item.ty, r.id.clone()), k.clone());
+            }
+            _ => {
+                if change.kind == ChangeKind::Delete {
+                    ids.remove(&(item.ty, r.id.clone()));
+                }
+            }
+        }
+    }
+}
+
+/// The row types a transaction makes reload: those of its reload tables, or every type.
+fn reload_types<'a>(
+    txn: &'a Txn,
+    tables: &'a HashMap<(String, String), Vec<TypeId>>,
+) -> Vec<&'a Vec<TypeId>> {
+    if txn.reload_all {
+        return tables.values().collect();
+    }
+    txn.reload_tables
+        .iter()
+        .filter_map(|(schema, table)| tables.get(&(schema.clone(), table.clone())))
+        .collect()
+}
+
 /// Routes one transaction for a single view (replay after a load).
 fn route_for_view(
     txn: &Txn,
@@ -606,16 +669,14 @@ fn route_for_view(
     tables: &HashMap<(String, String), Vec<TypeId>>,
 ) -> Vec<Item> {
     let mut items = Vec::new();
-    for (schema, table) in &txn.reload_tables {
-        if let Some(tys) = tables.get(&(schema.clone(), table.clone())) {
-            for ty in tys {
-                if keys.iter().any(|(t, _)| t == ty) {
-                    items.push(Item {
-                        ty: *ty,
-                        change: u32::MAX,
-                        op: Op::Reload,
-                    });
-                }
+    for tys in reload_types(txn, tables) {
+        for ty in tys {
+            if keys.iter().any(|(t, _)| t == ty) && !items.iter().any(|i: &Item| i.ty == *ty) {
+                items.push(Item {
+                    ty: *ty,
+                    change: u32::MAX,
+                    op: Op::Reload,
+                });
             }
         }
     }

@@ -99,7 +99,8 @@ pub use maud::{DOCTYPE, Markup, PreEscaped, html};
 pub use render::{Keyed, keyed};
 pub use replication::{ListenerStatus, SyncConfig, SyncError};
 pub use router::{
-    ChangesBuilder, Live, LiveBuilder, LiveConfig, LiveError, Page, RouterExt, serve, serve_until,
+    ChangesBuilder, Live, LiveBuilder, LiveConfig, LiveError, Page, RouterExt, ServeConfig, serve,
+    serve_until, serve_with, shutdown_signal,
 };
 pub use token::{Session, TokenError};
 pub use view::{
@@ -169,7 +170,7 @@ pub mod __bench {
 #[doc(hidden)]
 pub mod __private {
     pub use crate::watch::{
-        ApplyError, ChangeBatch, DecodeError, HeldRows, RowData, WatchTypes, WatchedAssign,
-        apply_changes,
+        ApplyError, ChangeBatch, DecodeError, HeldRows, RowData, SameByEq, SameField, SameNever,
+        WatchTypes, WatchedAssign, apply_changes,
     };
 }

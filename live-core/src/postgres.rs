@@ -2,6 +2,11 @@
 //! `postgres`), with `wal_level=logical`, on a free port of 127.0.0.1: the test clusters, and
 //! the todo app's database when no `DATABASE_URL` is given.
 //!
+//! It trusts nobody on TCP: the `postgres` user has a random password (kept in the cluster's
+//! directory, readable only by its owner) and TCP connections authenticate with SCRAM; the
+//! unix socket lives in a directory only the server's user can enter. Another local user can
+//! therefore not connect as superuser (and run `COPY … FROM PROGRAM`).
+//!
 //! Postgres refuses to run as root; when the process is root, the cluster runs as the
 //! `postgres` user (its data directory is handed to that user).
 
@@ -9,6 +14,7 @@ use std::ffi::CString;
 use std::fs;
 use std::io;
 use std::net::TcpListener;
+use std::os::unix::fs::PermissionsExt;
 use std::os::unix::process::CommandExt;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
@@ -44,7 +50,7 @@ pub enum ClusterError {
 /// ```no_run
 /// use live_core::postgres::LocalPostgres;
 /// let pg = LocalPostgres::temporary()?;          // removed on drop
-/// println!("{}", pg.url("postgres"));            // postgres://postgres@127.0.0.1:PORT/postgres
+/// println!("{}", pg.url("postgres"));  // postgres://postgres:PASSWORD@127.0.0.1:PORT/postgres
 /// # Ok::<(), live_core::postgres::ClusterError>(())
 /// ```
 #[derive(Debug)]
@@ -52,6 +58,8 @@ pub struct LocalPostgres {
     data: PathBuf,
     base: PathBuf,
     port: u16,
+    password: String,
+    set_password: bool,
     child: Option<Child>,
     remove_on_drop: bool,
     durable: bool,
@@ -108,6 +116,16 @@ fn chown_tree(path: &Path, uid: u32, gid: u32) -> io::Result<()> {
     Ok(())
 }
 
+/// Writes a file only its owner (the server's user) can read.
+fn write_private(path: &Path, text: &str, user: Option<(u32, u32)>) -> io::Result<()> {
+    fs::write(path, text)?;
+    fs::set_permissions(path, fs::Permissions::from_mode(0o600))?;
+    if let Some((uid, gid)) = user {
+        std::os::unix::fs::chown(path, Some(uid), Some(gid))?;
+    }
+    Ok(())
+}
+
 fn free_port() -> io::Result<u16> {
     Ok(TcpListener::bind("127.0.0.1:0")?.local_addr()?.port())
 }
@@ -152,7 +170,24 @@ impl LocalPostgres {
         if let Some((uid, gid)) = user {
             chown_tree(&base, uid, gid)?;
         }
-        if !data.join("PG_VERSION").exists() {
+        // The superuser's password, made once per cluster; only the owner can read it.
+        let pw_file = base.join("password");
+        let fresh = !data.join("PG_VERSION").exists();
+        let mut set_password = false;
+        let password = match fs::read_to_string(&pw_file) {
+            Ok(p) if !p.trim().is_empty() && !fresh => p.trim().to_string(),
+            _ => {
+                // A cluster made before passwords were used gets one at its next start.
+                set_password = !fresh;
+                let p: String = crate::token::random_bytes(24)
+                    .iter()
+                    .map(|b| format!("{b:02x}"))
+                    .collect();
+                write_private(&pw_file, &p, user)?;
+                p
+            }
+        };
+        if fresh {
             let initdb = find_binary("initdb")?;
             let out = command(&initdb, user)
                 .arg("-D")
@@ -160,10 +195,12 @@ impl LocalPostgres {
                 .args([
                     "-U",
                     "postgres",
-                    "--auth=trust",
+                    "--auth-host=scram-sha-256",
+                    "--auth-local=trust",
                     "--encoding=UTF8",
                     "--locale=C",
                 ])
+                .arg(format!("--pwfile={}", pw_file.display()))
                 .arg("--no-instructions")
                 .stdin(Stdio::null())
                 .output()?;
@@ -174,10 +211,20 @@ impl LocalPostgres {
                 });
             }
         }
+        // Every start uses this file: TCP needs the password; the unix socket (in a 0700
+        // directory) is for the cluster's own user.
+        let hba = base.join("pg_hba.conf");
+        write_private(
+            &hba,
+            "local all all trust\nhost all all 127.0.0.1/32 scram-sha-256\nhost all all ::1/128 scram-sha-256\n",
+            user,
+        )?;
         Ok(LocalPostgres {
             data,
             base,
             port: 0,
+            password,
+            set_password,
             child: None,
             remove_on_drop: false,
             durable,
@@ -185,9 +232,22 @@ impl LocalPostgres {
         })
     }
 
-    /// A connection URL for database `db`.
+    /// A connection URL for database `db` (with the superuser's password).
     pub fn url(&self, db: &str) -> String {
-        format!("postgres://postgres@127.0.0.1:{}/{db}", self.port)
+        format!(
+            "postgres://postgres:{}@127.0.0.1:{}/{db}",
+            self.password, self.port
+        )
+    }
+
+    /// The superuser's password (for `PGPASSWORD`).
+    pub fn password(&self) -> &str {
+        &self.password
+    }
+
+    /// A `psql` command line for database `db`, ready to paste.
+    pub fn psql_command(&self, db: &str) -> String {
+        format!("psql '{}'", self.url(db))
     }
 
     /// The TCP port.
@@ -217,6 +277,7 @@ impl LocalPostgres {
         }
         let sock = self.base.join("sock");
         fs::create_dir_all(&sock)?;
+        fs::set_permissions(&sock, fs::Permissions::from_mode(0o700))?;
         if let Some((uid, gid)) = self.user {
             std::os::unix::fs::chown(&sock, Some(uid), Some(gid))?;
         }
@@ -235,7 +296,14 @@ impl LocalPostgres {
             .arg(self.port.to_string())
             .arg("-k")
             .arg(&sock)
+            .arg("-c")
+            .arg(format!(
+                "hba_file={}",
+                self.base.join("pg_hba.conf").display()
+            ))
             .args([
+                "-c",
+                "unix_socket_permissions=0700",
                 "-c",
                 "listen_addresses=127.0.0.1",
                 "-c",
@@ -259,7 +327,35 @@ impl LocalPostgres {
             .stderr(log)
             .process_group(0);
         self.child = Some(cmd.spawn()?);
-        self.wait_ready(&log_path)
+        self.wait_ready(&log_path)?;
+        if self.set_password {
+            // Through the unix socket (trusted: only the server's user can enter its
+            // directory), give the superuser the password TCP connections now need.
+            let psql = find_binary("psql")?;
+            let out = command(&psql, self.user)
+                .arg("-h")
+                .arg(&sock)
+                .args([
+                    "-p",
+                    &self.port.to_string(),
+                    "-U",
+                    "postgres",
+                    "-d",
+                    "postgres",
+                ])
+                .args(["-X", "-q", "-v", "ON_ERROR_STOP=1", "-c"])
+                .arg(format!("ALTER ROLE postgres PASSWORD '{}'", self.password))
+                .stdin(Stdio::null())
+                .output()?;
+            if !out.status.success() {
+                return Err(ClusterError::Command {
+                    what: "psql (setting the password)".into(),
+                    detail: String::from_utf8_lossy(&out.stderr).into_owned(),
+                });
+            }
+            self.set_password = false;
+        }
+        Ok(())
     }
 
     fn wait_ready(&mut self, log: &Path) -> Result<(), ClusterError> {

@@ -7,8 +7,9 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, RwLock};
 use std::time::Duration;
 
+use tokio::sync::{OwnedSemaphorePermit, Semaphore};
+
 use axum::Router;
-use axum::extract::ws::WebSocketUpgrade;
 use axum::extract::{RawPathParams, State};
 use axum::http::{HeaderMap, HeaderValue, StatusCode, Uri, header};
 use axum::response::{Html, IntoResponse, Redirect, Response};
@@ -19,7 +20,9 @@ use sqlx::PgPool;
 use crate::fanout::{Fanout, FanoutLimits};
 use crate::replication::{ListenerStatus, SyncConfig, SyncError, run_listener, setup};
 use crate::session::{JoinRequest, ViewSpawner};
-use crate::token::{SESSION_COOKIE, Session, Signer, ViewToken, session_from_headers};
+use crate::token::{
+    SESSION_COOKIE, Session, SessionCookie, Signer, ViewToken, session_from_headers,
+};
 use crate::view::{
     Ctx, DbSlot, InfoSlot, LiveView, Mount, Params, Push, ViewError, is_stale_statement,
 };
@@ -70,11 +73,37 @@ pub struct LiveConfig {
     pub allow_missing_origin: bool,
     /// How long a page's view token is valid (default 24 h); a stale page reloads.
     pub token_max_age: Duration,
+    /// How long a session cookie is valid (default 14 days).
+    pub session_max_age: Duration,
     /// Largest websocket message accepted (default 1 MiB).
     pub max_message_size: usize,
     /// A connection that sends nothing (not even a heartbeat) for this long is closed
     /// (default 60 s).
     pub idle_timeout: Duration,
+    /// The URL the app is served at for browsers (`https://app.example.com`). When set, the
+    /// websocket accepts only this origin (and `allowed_origins`), pages and the websocket
+    /// only this host (and `allowed_hosts`), and the session cookie is `Secure` over https.
+    /// When unset: an `Origin` must have the request's own host and port and the `http`
+    /// scheme, and the host must be `localhost` or an IP address (names that could be
+    /// rebound to this machine by DNS are refused).
+    pub public_url: Option<String>,
+    /// Hosts (`name` or `name:port`) allowed in the `Host` header besides the public URL's.
+    pub allowed_hosts: Vec<String>,
+    /// Views one websocket may hold at once (default 16).
+    pub max_views_per_socket: usize,
+    /// Bytes queued per websocket, each way: frames waiting to be written to the client, and
+    /// events waiting for their view (default 4 MiB).
+    pub max_queued_bytes_per_socket: usize,
+    /// A write that the client does not take within this long closes its connection
+    /// (default 10 s).
+    pub write_timeout: Duration,
+    /// Mounts (and reloads) in flight at once on this node; each holds a database connection
+    /// (default 8; keep it below the pool's size).
+    pub max_concurrent_mounts: usize,
+    /// Mounts in flight at once per websocket (default 2).
+    pub max_mounts_per_socket: usize,
+    /// How long a mount waits for its turn before it is refused as overloaded (default 10 s).
+    pub mount_queue_timeout: Duration,
 }
 
 impl std::fmt::Debug for LiveConfig {
@@ -84,6 +113,14 @@ impl std::fmt::Debug for LiveConfig {
             .field("allowed_origins", &self.allowed_origins)
             .field("token_max_age", &self.token_max_age)
             .field("max_message_size", &self.max_message_size)
+            .field("public_url", &self.public_url)
+            .field("allowed_hosts", &self.allowed_hosts)
+            .field("max_views_per_socket", &self.max_views_per_socket)
+            .field(
+                "max_queued_bytes_per_socket",
+                &self.max_queued_bytes_per_socket,
+            )
+            .field("max_concurrent_mounts", &self.max_concurrent_mounts)
             .finish_non_exhaustive()
     }
 }
@@ -97,8 +134,17 @@ impl LiveConfig {
             allowed_origins: Vec::new(),
             allow_missing_origin: false,
             token_max_age: Duration::from_secs(24 * 3600),
+            session_max_age: Duration::from_secs(14 * 24 * 3600),
             max_message_size: 1 << 20,
             idle_timeout: Duration::from_secs(60),
+            public_url: None,
+            allowed_hosts: Vec::new(),
+            max_views_per_socket: 16,
+            max_queued_bytes_per_socket: 4 << 20,
+            write_timeout: Duration::from_secs(10),
+            max_concurrent_mounts: 8,
+            max_mounts_per_socket: 2,
+            mount_queue_timeout: Duration::from_secs(10),
         }
     }
 
@@ -141,11 +187,74 @@ pub(crate) struct SyncRuntime {
 pub(crate) struct Runtime<S> {
     pub state: S,
     pub config: LiveConfig,
+    /// Signs page (view) tokens.
     pub signer: Signer,
+    /// Signs session cookies (a key of its own: a page token never verifies as a session).
+    pub cookies: Signer,
     pub pool: Option<PgPool>,
     pub sync: Option<SyncRuntime>,
     pub views: RwLock<HashMap<String, Arc<dyn ViewSpawner<S>>>>,
     layout: Arc<LayoutFn>,
+    /// Mounts and reloads in flight on this node.
+    mounts: Arc<Semaphore>,
+    /// Set when the server stops: every websocket tells its client to reconnect.
+    pub closing: tokio::sync::watch::Sender<bool>,
+}
+
+/// The permits a mount holds while it uses a database connection.
+pub(crate) struct MountPermits {
+    _socket: Option<OwnedSemaphorePermit>,
+    _node: OwnedSemaphorePermit,
+}
+
+impl<S> Runtime<S> {
+    /// Whether cookies are for https only (the public URL is https).
+    pub(crate) fn secure_cookies(&self) -> bool {
+        self.config
+            .public_url
+            .as_deref()
+            .is_some_and(|u| u.starts_with("https://"))
+    }
+
+    /// The session cookie's name: `__Host-live_session` over https.
+    pub(crate) fn cookie_name(&self) -> String {
+        if self.secure_cookies() {
+            format!("__Host-{SESSION_COOKIE}")
+        } else {
+            SESSION_COOKIE.to_string()
+        }
+    }
+
+    /// Waits (in arrival order, until the mount queue timeout) for a turn to mount: first
+    /// the connection's, then the node's. `Err` is the client's reason.
+    pub(crate) async fn mount_permits(
+        &self,
+        socket: Option<&Arc<Semaphore>>,
+    ) -> Result<MountPermits, &'static str> {
+        let wait = async {
+            let socket = match socket {
+                Some(s) => Some(s.clone().acquire_owned().await.map_err(|_| "gone")?),
+                None => None,
+            };
+            let node = self
+                .mounts
+                .clone()
+                .acquire_owned()
+                .await
+                .map_err(|_| "gone")?;
+            Ok(MountPermits {
+                _socket: socket,
+                _node: node,
+            })
+        };
+        match tokio::time::timeout(self.config.mount_queue_timeout, wait).await {
+            Ok(r) => r,
+            Err(_) => {
+                tracing::warn!("mount refused: the mount queue is full");
+                Err("overloaded")
+            }
+        }
+    }
 }
 
 impl<S> Drop for Runtime<S> {
@@ -274,9 +383,12 @@ impl<S: Clone + Send + Sync + 'static> Live<S> {
         Ok(())
     }
 
-    /// Stops the replication listener (waiting up to 5 s for it to close its stream). Views
-    /// stay connected but no longer receive changes.
+    /// Stops serving live views: every websocket is closed with code 1012 (the client
+    /// reconnects, with jitter, to whatever the address serves next), and the replication
+    /// listener stops (waiting up to 5 s for it to close its stream).
     pub async fn shutdown(&self) {
+        // Every websocket tells its client to reconnect (close code 1012) and ends.
+        self.rt.closing.send_replace(true);
         let Some(sync) = &self.rt.sync else {
             return;
         };
@@ -326,10 +438,37 @@ impl<S: Clone + Send + Sync + 'static> Live<S> {
 
     /// A `Set-Cookie` header value that stores `session` (signed) in the browser; views get it
     /// in `mount`.
+    ///
+    /// The cookie is `HttpOnly`, `SameSite=Lax`, expires after
+    /// [`LiveConfig::session_max_age`] (the expiry is signed inside it too), and when the
+    /// public URL is https it is `Secure` and named with the `__Host-` prefix. It is signed
+    /// with a key of its own (derived from the secret key), so no other token of the app
+    /// verifies as a session. Its payload is readable by the client: keep secrets out.
+    ///
+    /// ```
+    /// use live_core::{Live, LiveConfig, Session};
+    /// let live = Live::builder(()).config(LiveConfig::new(vec![7u8; 32])).build().unwrap();
+    /// let mut session = Session::default();
+    /// session.insert("user_id", 42);
+    /// let cookie = live.session_cookie(&session);
+    /// assert!(cookie.to_str().unwrap().starts_with("live_session="));
+    /// assert!(cookie.to_str().unwrap().contains("HttpOnly"));
+    /// ```
     pub fn session_cookie(&self, session: &Session) -> HeaderValue {
+        let max_age = self.rt.config.session_max_age;
+        let signed = self.rt.cookies.sign(&SessionCookie {
+            session: session.clone(),
+            exp: crate::token::now_secs() + max_age.as_secs(),
+        });
+        let secure = if self.rt.secure_cookies() {
+            "; Secure"
+        } else {
+            ""
+        };
         let value = format!(
-            "{SESSION_COOKIE}={}; Path=/; HttpOnly; SameSite=Lax",
-            self.rt.signer.sign(session)
+            "{}={signed}; Path=/; Max-Age={}; HttpOnly; SameSite=Lax{secure}",
+            self.rt.cookie_name(),
+            max_age.as_secs()
         );
         HeaderValue::from_str(&value).unwrap_or_else(|_| HeaderValue::from_static(""))
     }
@@ -420,6 +559,11 @@ impl<S: Clone + Send + Sync + 'static> LiveBuilder<S> {
                 "the secret key must be at least 32 bytes".into(),
             ));
         }
+        let config_mounts = config.max_concurrent_mounts.max(1);
+        if let Some(u) = &config.public_url {
+            url::Url::parse(u)
+                .map_err(|e| LiveError::Config(format!("public_url {u:?} is not a URL: {e}")))?;
+        }
         let sync = self.sync.map(|config| SyncRuntime {
             fanout: Arc::new(Fanout::new(FanoutLimits::default())),
             status: Arc::new(ListenerStatus::default()),
@@ -430,13 +574,16 @@ impl<S: Clone + Send + Sync + 'static> LiveBuilder<S> {
         });
         Ok(Live {
             rt: Arc::new(Runtime {
-                signer: Signer::new(&config.secret_key),
+                signer: Signer::new(&config.secret_key, "page-token"),
+                cookies: Signer::new(&config.secret_key, "session-cookie"),
                 state: self.state,
                 config,
                 pool: self.pool,
                 sync,
                 views: RwLock::new(HashMap::new()),
                 layout: self.layout,
+                mounts: Arc::new(Semaphore::new(config_mounts)),
+                closing: tokio::sync::watch::Sender::new(false),
             }),
         })
     }
@@ -465,18 +612,61 @@ impl<RS: Clone + Send + Sync + 'static> RouterExt<RS> for Router<RS> {
     }
 }
 
-/// Serves an app with `TCP_NODELAY` set on every connection (small diff frames must not wait
-/// for Nagle's algorithm).
-pub async fn serve(listener: tokio::net::TcpListener, app: Router) -> std::io::Result<()> {
-    serve_until(listener, app, std::future::pending()).await
+/// Settings of the HTTP server ([`serve_with`]).
+///
+/// ```
+/// use std::time::Duration;
+/// let mut cfg = live_core::ServeConfig::default();
+/// cfg.max_connections = 50_000;
+/// assert_eq!(cfg.header_read_timeout, Duration::from_secs(10));
+/// ```
+#[derive(Debug, Clone)]
+pub struct ServeConfig {
+    /// A client must send a request's headers within this long, and an idle keep-alive
+    /// connection is closed after it (default 10 s): half-open connections are not held.
+    pub header_read_timeout: Duration,
+    /// Connections (websockets included) open at once; further ones wait in the kernel's
+    /// backlog (default 16,384).
+    pub max_connections: usize,
+    /// After the shutdown signal: how long open requests may take to finish before their
+    /// connections are closed (default 10 s).
+    pub shutdown_timeout: Duration,
 }
 
-/// Like [`serve`], until `shutdown` completes (then stops accepting and returns).
+impl Default for ServeConfig {
+    fn default() -> Self {
+        ServeConfig {
+            header_read_timeout: Duration::from_secs(10),
+            max_connections: 16_384,
+            shutdown_timeout: Duration::from_secs(10),
+        }
+    }
+}
+
+/// Serves an app with `TCP_NODELAY` set on every connection (small diff frames must not wait
+/// for Nagle's algorithm), a header-read timeout and a connection cap ([`ServeConfig`]).
+pub async fn serve(listener: tokio::net::TcpListener, app: Router) -> std::io::Result<()> {
+    serve_with(
+        listener,
+        app,
+        ServeConfig::default(),
+        std::future::pending(),
+    )
+    .await
+}
+
+/// Like [`serve`], until `shutdown` completes: then it stops accepting, lets open requests
+/// finish (for at most [`ServeConfig::shutdown_timeout`]) and returns. Call
+/// [`Live::shutdown`] in the shutdown future, so websockets are told to reconnect.
 ///
 /// ```no_run
-/// # async fn f(app: axum::Router) -> std::io::Result<()> {
+/// # async fn f(app: axum::Router, live: live_core::Live<()>) -> std::io::Result<()> {
 /// let listener = tokio::net::TcpListener::bind("127.0.0.1:3000").await?;
-/// live_core::serve_until(listener, app, async { let _ = tokio::signal::ctrl_c().await; }).await
+/// live_core::serve_until(listener, app, async move {
+///     live_core::shutdown_signal().await; // Ctrl-C or SIGTERM
+///     live.shutdown().await;
+/// })
+/// .await
 /// # }
 /// ```
 pub async fn serve_until(
@@ -484,15 +674,136 @@ pub async fn serve_until(
     app: Router,
     shutdown: impl std::future::Future<Output = ()> + Send + 'static,
 ) -> std::io::Result<()> {
-    use axum::serve::ListenerExt;
-    let listener = listener.tap_io(|tcp| {
+    serve_with(listener, app, ServeConfig::default(), shutdown).await
+}
+
+/// Completes on Ctrl-C (SIGINT) or SIGTERM — what systemd, containers and orchestrators send
+/// to stop a process.
+///
+/// ```no_run
+/// # async fn f() {
+/// live_core::shutdown_signal().await;
+/// println!("stopping");
+/// # }
+/// ```
+pub async fn shutdown_signal() {
+    let ctrl_c = async {
+        if tokio::signal::ctrl_c().await.is_err() {
+            std::future::pending::<()>().await;
+        }
+    };
+    let term = async {
+        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+            Ok(mut s) => {
+                s.recv().await;
+            }
+            Err(_) => std::future::pending::<()>().await,
+        }
+    };
+    tokio::select! {
+        _ = ctrl_c => tracing::info!("SIGINT: stopping"),
+        _ = term => tracing::info!("SIGTERM: stopping"),
+    }
+}
+
+/// A connection's place under [`ServeConfig::max_connections`], held by its requests (and by
+/// a websocket it upgrades to).
+#[derive(Clone)]
+pub(crate) struct ConnSlot(#[allow(dead_code)] pub Arc<OwnedSemaphorePermit>);
+
+/// [`serve_until`] with explicit settings.
+///
+/// ```no_run
+/// # async fn f(app: axum::Router) -> std::io::Result<()> {
+/// let listener = tokio::net::TcpListener::bind("127.0.0.1:3000").await?;
+/// let cfg = live_core::ServeConfig::default();
+/// live_core::serve_with(listener, app, cfg, live_core::shutdown_signal()).await
+/// # }
+/// ```
+pub async fn serve_with(
+    listener: tokio::net::TcpListener,
+    app: Router,
+    config: ServeConfig,
+    shutdown: impl std::future::Future<Output = ()> + Send + 'static,
+) -> std::io::Result<()> {
+    use hyper_util::rt::{TokioIo, TokioTimer};
+    let slots = Arc::new(Semaphore::new(config.max_connections.max(1)));
+    let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
+    let mut tasks = tokio::task::JoinSet::new();
+    let mut shutdown = std::pin::pin!(shutdown);
+    loop {
+        let slot = tokio::select! {
+            s = slots.clone().acquire_owned() => match s {
+                Ok(s) => s,
+                Err(_) => break,
+            },
+            _ = &mut shutdown => break,
+        };
+        let (tcp, _peer) = tokio::select! {
+            r = listener.accept() => match r {
+                Ok(c) => c,
+                Err(e) => {
+                    // Out of file descriptors and the like: wait a moment, never spin.
+                    tracing::warn!(error = %e, "accept failed");
+                    tokio::time::sleep(Duration::from_millis(50)).await;
+                    continue;
+                }
+            },
+            _ = &mut shutdown => break,
+        };
         if let Err(e) = tcp.set_nodelay(true) {
             tracing::debug!(error = %e, "could not set TCP_NODELAY");
         }
-    });
-    axum::serve(listener, app)
-        .with_graceful_shutdown(shutdown)
+        let slot = ConnSlot(Arc::new(slot));
+        let app = app.clone();
+        let service =
+            hyper::service::service_fn(move |mut req: hyper::Request<hyper::body::Incoming>| {
+                req.extensions_mut().insert(slot.clone());
+                let mut app = app.clone();
+                async move {
+                    tower_service::Service::call(&mut app, req.map(axum::body::Body::new)).await
+                }
+            });
+        let mut stop = stop_rx.clone();
+        let header_timeout = config.header_read_timeout;
+        tasks.spawn(async move {
+            let mut builder = hyper::server::conn::http1::Builder::new();
+            builder
+                .timer(TokioTimer::new())
+                .header_read_timeout(header_timeout)
+                .keep_alive(true);
+            let conn = builder
+                .serve_connection(TokioIo::new(tcp), service)
+                .with_upgrades();
+            let mut conn = std::pin::pin!(conn);
+            tokio::select! {
+                r = conn.as_mut() => {
+                    if let Err(e) = r {
+                        tracing::debug!(error = %e, "connection ended");
+                    }
+                }
+                _ = stop.changed() => {
+                    conn.as_mut().graceful_shutdown();
+                    let _ = conn.await;
+                }
+            }
+        });
+        while tasks.try_join_next().is_some() {}
+    }
+    drop(listener);
+    let _ = stop_tx.send(true);
+    let drain = async { while tasks.join_next().await.is_some() {} };
+    if tokio::time::timeout(config.shutdown_timeout, drain)
         .await
+        .is_err()
+    {
+        tracing::warn!(
+            open = tasks.len(),
+            "connections still open at the shutdown deadline; closing them"
+        );
+        tasks.abort_all();
+    }
+    Ok(())
 }
 
 async fn serve_js() -> Response {
@@ -525,7 +836,11 @@ async fn render_page<V: LiveView>(
     uri: Uri,
     headers: HeaderMap,
 ) -> Response {
-    let session = session_from_headers(&headers, &rt.signer);
+    if !host_allowed(&rt.config, &headers) {
+        tracing::warn!(host = ?headers.get(header::HOST), "page refused: host not allowed");
+        return (StatusCode::MISDIRECTED_REQUEST, "host not allowed").into_response();
+    }
+    let session = session_from_headers(&headers, &rt.cookies, &rt.cookie_name());
     let path_params: BTreeMap<String, String> = raw
         .iter()
         .map(|(k, v)| (k.to_string(), v.to_string()))
@@ -535,6 +850,18 @@ async fn render_page<V: LiveView>(
         .map(|p| p.as_str().to_string())
         .unwrap_or_else(|| uri.path().to_string());
     let params = Params::from_parts(path_params.clone(), &uri_str);
+    // A page's mount takes a database connection too: it waits its turn with the joins.
+    let permits = match rt.mount_permits(None).await {
+        Ok(p) => p,
+        Err(_) => {
+            return (
+                StatusCode::SERVICE_UNAVAILABLE,
+                [(header::RETRY_AFTER, "1")],
+                "Server busy, try again",
+            )
+                .into_response();
+        }
+    };
     let mut db = DbSlot::new(rt.pool.clone());
     let mut mounted = Err(ViewError::NoDatabase);
     for attempt in 0..2 {
@@ -558,6 +885,7 @@ async fn render_page<V: LiveView>(
     if let Err(e) = db.finish().await {
         tracing::warn!(error = %e, "mount transaction did not commit");
     }
+    drop(permits);
     let mut view = match mounted {
         Ok(v) => v,
         Err(e) => return error_page(&rt, &e),
@@ -578,6 +906,10 @@ async fn render_page<V: LiveView>(
     for p in &pushes {
         match p {
             Push::Redirect { to } | Push::Patch { to, .. } => {
+                if !crate::view::is_local_url(to) {
+                    tracing::error!(to = %to, "refused a redirect to another origin");
+                    return error_page(&rt, &ViewError::other("redirect to another origin"));
+                }
                 return Redirect::to(to).into_response();
             }
             Push::Event { .. } => {}
@@ -635,31 +967,95 @@ fn error_page<S>(rt: &Runtime<S>, e: &ViewError) -> Response {
     (status, Html((rt.layout)(page).into_string())).into_response()
 }
 
-/// Whether the websocket's `Origin` may connect.
-fn origin_allowed(config: &LiveConfig, headers: &HeaderMap) -> bool {
+/// `host[:port]` of a URL, lowercase, the port only when it is not the scheme's default.
+fn url_authority(u: &url::Url) -> String {
+    let host = u.host_str().unwrap_or("").to_ascii_lowercase();
+    match u.port() {
+        Some(p) => format!("{host}:{p}"),
+        None => host,
+    }
+}
+
+/// The host part of a `Host` header value (without the port).
+fn host_name(host: &str) -> &str {
+    if let Some(rest) = host.strip_prefix('[') {
+        return rest.split(']').next().unwrap_or("");
+    }
+    host.rsplit_once(':').map_or(host, |(h, _)| h)
+}
+
+/// Whether the request's `Host` is one this app answers to (DNS rebinding sends a foreign
+/// name that resolves here: it is refused).
+pub(crate) fn host_allowed(config: &LiveConfig, headers: &HeaderMap) -> bool {
+    let Some(host) = headers.get(header::HOST).and_then(|h| h.to_str().ok()) else {
+        return false;
+    };
+    let host = host.to_ascii_lowercase();
+    let public = config
+        .public_url
+        .as_deref()
+        .and_then(|u| url::Url::parse(u).ok());
+    if let Some(p) = &public
+        && url_authority(p) == host
+    {
+        return true;
+    }
+    if config
+        .allowed_hosts
+        .iter()
+        .any(|h| h.eq_ignore_ascii_case(&host) || h.eq_ignore_ascii_case(host_name(&host)))
+    {
+        return true;
+    }
+    if public.is_none() && config.allowed_hosts.is_empty() {
+        // No configured name: only names that cannot be rebound.
+        let name = host_name(&host);
+        return name == "localhost" || name.parse::<std::net::IpAddr>().is_ok();
+    }
+    false
+}
+
+/// Whether the websocket's `Origin` may connect: a configured origin, the public URL's
+/// origin, or (without a public URL) `http://` + the request's own `Host`.
+pub(crate) fn origin_allowed(config: &LiveConfig, headers: &HeaderMap) -> bool {
     let Some(origin) = headers.get(header::ORIGIN).and_then(|o| o.to_str().ok()) else {
         return config.allow_missing_origin;
     };
     if config.allowed_origins.iter().any(|o| o == origin) {
         return true;
     }
-    let authority = origin
-        .split_once("://")
-        .map(|(_, rest)| rest.trim_end_matches('/'))
-        .unwrap_or("");
+    let Ok(o) = url::Url::parse(origin) else {
+        return false;
+    };
+    if let Some(public) = config
+        .public_url
+        .as_deref()
+        .and_then(|u| url::Url::parse(u).ok())
+    {
+        return o.origin() == public.origin();
+    }
     let host = headers
         .get(header::HOST)
         .and_then(|h| h.to_str().ok())
-        .unwrap_or("");
-    !authority.is_empty() && authority.eq_ignore_ascii_case(host)
+        .unwrap_or("")
+        .to_ascii_lowercase();
+    o.scheme() == "http" && !host.is_empty() && url_authority(&o) == host
 }
 
+/// The websocket endpoint: checks the `Host` and `Origin`, then upgrades by hand (rather
+/// than through axum's extractor) so that the socket keeps its raw connection: an oversized
+/// frame gets its close frame and the rest of the frame is drained, not reset.
 async fn ws_upgrade<S: Clone + Send + Sync + 'static>(
     State(rt): State<Arc<Runtime<S>>>,
-    headers: HeaderMap,
-    ws: WebSocketUpgrade,
+    mut req: axum::extract::Request,
 ) -> Response {
-    if !origin_allowed(&rt.config, &headers) {
+    use tokio_tungstenite::tungstenite::protocol::{Role, WebSocketConfig};
+    let headers = req.headers();
+    if !host_allowed(&rt.config, headers) {
+        tracing::warn!(host = ?headers.get(header::HOST), "websocket refused: host not allowed");
+        return (StatusCode::MISDIRECTED_REQUEST, "host not allowed").into_response();
+    }
+    if !origin_allowed(&rt.config, headers) {
         tracing::warn!(
             origin = ?headers.get(header::ORIGIN),
             host = ?headers.get(header::HOST),
@@ -667,15 +1063,74 @@ async fn ws_upgrade<S: Clone + Send + Sync + 'static>(
         );
         return (StatusCode::FORBIDDEN, "origin not allowed").into_response();
     }
+    let has_token = |name: header::HeaderName, token: &str| {
+        headers
+            .get_all(name)
+            .iter()
+            .filter_map(|v| v.to_str().ok())
+            .flat_map(|v| v.split(','))
+            .any(|t| t.trim().eq_ignore_ascii_case(token))
+    };
+    if !has_token(header::UPGRADE, "websocket") || !has_token(header::CONNECTION, "upgrade") {
+        return (
+            StatusCode::UPGRADE_REQUIRED,
+            "a websocket upgrade is required",
+        )
+            .into_response();
+    }
+    if headers
+        .get(header::SEC_WEBSOCKET_VERSION)
+        .map(|v| v.as_bytes())
+        != Some(b"13")
+    {
+        return (StatusCode::BAD_REQUEST, "websocket version 13 is required").into_response();
+    }
+    let Some(key) = headers.get(header::SEC_WEBSOCKET_KEY) else {
+        return (StatusCode::BAD_REQUEST, "missing Sec-WebSocket-Key").into_response();
+    };
+    let accept = tokio_tungstenite::tungstenite::handshake::derive_accept_key(key.as_bytes());
+    let slot = req.extensions_mut().remove::<ConnSlot>();
+    let Some(on_upgrade) = req.extensions_mut().remove::<hyper::upgrade::OnUpgrade>() else {
+        return (
+            StatusCode::UPGRADE_REQUIRED,
+            "this connection cannot be upgraded",
+        )
+            .into_response();
+    };
     let max = rt.config.max_message_size;
     // Small buffers: an idle connection should cost little (a frame bigger than the read
     // buffer is still read whole; the write buffer grows as needed and flushes at 16 KiB).
-    ws.read_buffer_size(1024)
+    let ws_config = WebSocketConfig::default()
+        .read_buffer_size(1024)
         .write_buffer_size(16 * 1024)
-        .max_write_buffer_size(8 << 20)
-        .max_message_size(max)
-        .max_frame_size(max)
-        .on_upgrade(move |socket| crate::socket::serve_socket(rt, socket))
+        .max_write_buffer_size((2 * max).max(4 << 20))
+        .max_message_size(Some(max))
+        .max_frame_size(Some(max));
+    tokio::spawn(async move {
+        let _slot = slot;
+        match on_upgrade.await {
+            Ok(upgraded) => {
+                let io = hyper_util::rt::TokioIo::new(upgraded);
+                let ws = tokio_tungstenite::WebSocketStream::from_raw_socket(
+                    io,
+                    Role::Server,
+                    Some(ws_config),
+                )
+                .await;
+                crate::socket::serve_socket(rt, ws).await;
+            }
+            Err(e) => tracing::debug!(error = %e, "websocket upgrade failed"),
+        }
+    });
+    let mut resp = Response::new(axum::body::Body::empty());
+    *resp.status_mut() = StatusCode::SWITCHING_PROTOCOLS;
+    let h = resp.headers_mut();
+    h.insert(header::CONNECTION, HeaderValue::from_static("upgrade"));
+    h.insert(header::UPGRADE, HeaderValue::from_static("websocket"));
+    if let Ok(v) = HeaderValue::from_str(&accept) {
+        h.insert(header::SEC_WEBSOCKET_ACCEPT, v);
+    }
+    resp
 }
 
 /// Looks up a registered view and starts it for a join (`Err`: the unknown route).
@@ -720,6 +1175,15 @@ mod tests {
             &c,
             &headers(Some("http://evil.example"), "127.0.0.1:3000")
         ));
+        // The scheme counts, and so does the port.
+        assert!(!origin_allowed(
+            &c,
+            &headers(Some("https://127.0.0.1:3000"), "127.0.0.1:3000")
+        ));
+        assert!(!origin_allowed(
+            &c,
+            &headers(Some("http://127.0.0.1:3001"), "127.0.0.1:3000")
+        ));
         assert!(!origin_allowed(&c, &headers(None, "127.0.0.1:3000")));
         assert!(!origin_allowed(
             &c,
@@ -732,5 +1196,47 @@ mod tests {
         ));
         c.allow_missing_origin = true;
         assert!(origin_allowed(&c, &headers(None, "x")));
+        // With a public URL, only its origin.
+        let mut c = LiveConfig::new(vec![0; 32]);
+        c.public_url = Some("https://app.example.com".into());
+        assert!(origin_allowed(
+            &c,
+            &headers(Some("https://app.example.com"), "app.example.com")
+        ));
+        assert!(!origin_allowed(
+            &c,
+            &headers(Some("http://app.example.com"), "app.example.com")
+        ));
+        assert!(!origin_allowed(
+            &c,
+            &headers(Some("https://rebind.evil.example"), "rebind.evil.example")
+        ));
+    }
+
+    #[test]
+    fn hosts() {
+        let c = LiveConfig::new(vec![0; 32]);
+        for ok in [
+            "127.0.0.1:3000",
+            "localhost:3000",
+            "[::1]:8080",
+            "127.0.0.1",
+            "LOCALHOST",
+        ] {
+            assert!(host_allowed(&c, &headers(None, ok)), "{ok}");
+        }
+        // A DNS-rebinding name that resolves to this machine.
+        assert!(!host_allowed(
+            &c,
+            &headers(None, "rebind.evil.example:3000")
+        ));
+        assert!(!host_allowed(&c, &HeaderMap::new()));
+        let mut c = LiveConfig::new(vec![0; 32]);
+        c.public_url = Some("https://app.example.com".into());
+        c.allowed_hosts.push("internal.lan".into());
+        assert!(host_allowed(&c, &headers(None, "app.example.com")));
+        assert!(host_allowed(&c, &headers(None, "internal.lan:8080")));
+        assert!(!host_allowed(&c, &headers(None, "127.0.0.1:3000")));
+        assert!(!host_allowed(&c, &headers(None, "evil.example")));
     }
 }

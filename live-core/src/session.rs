@@ -12,9 +12,8 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
 
-use axum::extract::ws::Message;
 use futures_util::FutureExt;
-use tokio::sync::mpsc;
+use tokio::sync::{OwnedSemaphorePermit, Semaphore, mpsc};
 use tracing::Instrument;
 
 use crate::diff::{Patch, encode_diff, full_payload, model_in_pieces};
@@ -24,7 +23,7 @@ use crate::render::{Rendered, render_tracked};
 use crate::router::Runtime;
 use crate::token::{Session, ViewToken};
 use crate::view::{
-    Ctx, DbSlot, Event, InfoSlot, LiveView, Mount, Params, Push, SyncCtx, ViewError,
+    Ctx, DbSlot, Event, InfoSlot, LiveView, Mount, Params, Push, SyncCtx, ViewError, is_local_url,
     is_stale_statement,
 };
 use crate::watch::{ApplyError, ChangeBatch, HeldRows, Key, WatchTypes};
@@ -48,8 +47,64 @@ pub(crate) enum ToView {
 /// The largest piece a whole page is sent in (bytes of row HTML per frame).
 const FRAME_BUDGET: usize = 32 * 1024;
 
-/// Frames to the socket writer.
-pub(crate) type Outbound = mpsc::Sender<Box<Message>>;
+/// One frame queued for the socket writer, holding its share of the connection's byte budget
+/// until it is written.
+pub(crate) struct OutFrame {
+    pub text: String,
+    _permit: OwnedSemaphorePermit,
+}
+
+/// Frames to the socket writer: a bounded queue whose bytes are counted too. A view whose
+/// connection's queue is full waits (the socket closes a client that stops reading).
+#[derive(Clone)]
+pub(crate) struct Outbound {
+    tx: mpsc::Sender<Box<OutFrame>>,
+    budget: Arc<Semaphore>,
+    cap: usize,
+}
+
+impl Outbound {
+    /// A queue of at most `frames` frames and `bytes` bytes (a bigger frame takes it all).
+    pub(crate) fn new(frames: usize, bytes: usize) -> (Self, mpsc::Receiver<Box<OutFrame>>) {
+        let (tx, rx) = mpsc::channel(frames.max(1));
+        let cap = bytes.clamp(1, u32::MAX as usize);
+        let out = Outbound {
+            tx,
+            budget: Arc::new(Semaphore::new(cap)),
+            cap,
+        };
+        (out, rx)
+    }
+
+    /// Queues a frame; `Err` when the connection is gone.
+    pub(crate) async fn send(&self, text: String) -> Result<(), ()> {
+        let cost = text.len().clamp(1, self.cap) as u32;
+        let permit = self
+            .budget
+            .clone()
+            .acquire_many_owned(cost)
+            .await
+            .map_err(|_| ())?;
+        self.tx
+            .send(Box::new(OutFrame {
+                text,
+                _permit: permit,
+            }))
+            .await
+            .map_err(|_| ())
+    }
+
+    /// The connection is gone: wake and refuse every sender.
+    pub(crate) fn close(&self) {
+        self.budget.close();
+    }
+}
+
+/// A message for a view with its share of the connection's inbound byte budget.
+pub(crate) struct Queued {
+    pub msg: ToView,
+    pub _permit: Option<OwnedSemaphorePermit>,
+}
 
 /// A verified join, ready to start a view.
 pub(crate) struct JoinRequest {
@@ -58,8 +113,10 @@ pub(crate) struct JoinRequest {
     pub msg_ref: Option<String>,
     pub token: ViewToken,
     pub url: String,
-    pub inbox: mpsc::Receiver<Box<ToView>>,
+    pub inbox: mpsc::Receiver<Box<Queued>>,
     pub out: Outbound,
+    /// Mounts in flight on this view's connection.
+    pub socket_mounts: Arc<Semaphore>,
 }
 
 /// Starts views of one type (type-erased, one per registered route).
@@ -166,10 +223,7 @@ struct Wire {
 
 impl Wire {
     async fn send(&self, text: String) -> Result<(), End> {
-        self.out
-            .send(Box::new(Message::Text(text.into())))
-            .await
-            .map_err(|_| End::Gone)
+        self.out.send(text).await.map_err(|_| End::Gone)
     }
 
     async fn push(&self, event: &str, payload: &str) -> Result<(), End> {
@@ -230,6 +284,7 @@ async fn run<V: LiveView>(rt: Arc<Runtime<V::State>>, req: JoinRequest) {
         url,
         mut inbox,
         out,
+        socket_mounts,
     } = req;
     let route = token.route.clone();
     let params = join_params(&token, &url);
@@ -251,28 +306,50 @@ async fn run<V: LiveView>(rt: Arc<Runtime<V::State>>, req: JoinRequest) {
         }
         _ => None,
     };
+    // Messages that arrive while the view mounts wait for it (the inbox is bounded).
+    let mut early: Vec<Queued> = Vec::new();
+    let refuse = |reason: &'static str| {
+        let out = out.clone();
+        let frame = error_reply(Some(&join_ref), msg_ref.as_deref(), &topic, reason);
+        async move {
+            let _ = out.send(frame).await;
+        }
+    };
+    // A mount takes a database connection: at most a few per connection and per node, in
+    // arrival order, each wait with a deadline. A view left (or whose socket closed) while it
+    // waits or mounts is cancelled.
+    let permits = match until_left(
+        &mut inbox,
+        &mut early,
+        rt.mount_permits(Some(&socket_mounts)),
+    )
+    .await
+    {
+        None => return,
+        Some(Ok(p)) => p,
+        Some(Err(reason)) => return refuse(reason).await,
+    };
     let s0 = sub.as_ref().map(|s| s.fanout.next_seq()).unwrap_or(0);
     let mut db = DbSlot::new(rt.pool.clone());
     // The one-time and the occasional steps are boxed, so that what an idle view keeps between
     // messages is only its loop (a few hundred bytes), not the largest step's state.
-    let mounted = Box::pin(mount_view::<V>(
-        &rt,
-        &params,
-        &session,
-        &mut db,
-        sub.is_some(),
-    ))
+    let mounted = until_left(
+        &mut inbox,
+        &mut early,
+        Box::pin(mount_view::<V>(
+            &rt,
+            &params,
+            &session,
+            &mut db,
+            sub.is_some(),
+        )),
+    )
     .await;
+    drop(permits);
     let view = match mounted {
-        Ok(v) => v,
-        Err(reason) => {
-            let _ = out
-                .send(Box::new(Message::Text(
-                    error_reply(Some(&join_ref), msg_ref.as_deref(), &topic, reason).into(),
-                )))
-                .await;
-            return;
-        }
+        None => return,
+        Some(Ok(v)) => v,
+        Some(Err(reason)) => return refuse(reason).await,
     };
     let mut s = ViewSession::<V> {
         rt,
@@ -294,13 +371,36 @@ async fn run<V: LiveView>(rt: Arc<Runtime<V::State>>, req: JoinRequest) {
         types,
     };
     let end = match Box::pin(s.start(s0, db.snapshot.take(), msg_ref)).await {
-        Ok(()) => s.run_loop(&mut inbox).await,
+        Ok(()) => s.run_loop(early, &mut inbox).await,
         Err(e) => e,
     };
     if let End::Crash(why) = end {
         tracing::error!(reason = %why, "view crashed");
         let payload = serde_json::json!({ "reason": "crashed" }).to_string();
         let _ = s.wire.push("error", &payload).await;
+    }
+}
+
+/// Runs `fut` unless the view's inbox closes first (the view was left, or its socket closed):
+/// `None` then. Messages received meanwhile are kept in `early`.
+async fn until_left<F: std::future::Future>(
+    inbox: &mut mpsc::Receiver<Box<Queued>>,
+    early: &mut Vec<Queued>,
+    fut: F,
+) -> Option<F::Output> {
+    let mut fut = std::pin::pin!(fut);
+    loop {
+        tokio::select! {
+            biased;
+            out = &mut fut => return Some(out),
+            msg = inbox.recv() => match msg {
+                Some(m) => early.push(*m),
+                None => {
+                    tracing::debug!("view left before its mount finished; cancelled");
+                    return None;
+                }
+            },
+        }
     }
 }
 
@@ -356,6 +456,9 @@ async fn mount_view<V: LiveView>(
             tracing::error!(error = %e, "mount transaction did not commit");
             return Err("mount_failed");
         }
+        let mut view = view;
+        // Views of the same rows share one copy of each row version.
+        view.share_rows();
         return Ok(view);
     }
     Err("mount_failed")
@@ -398,13 +501,23 @@ impl<V: LiveView> ViewSession<V> {
         self.process_pushes(pushes).await
     }
 
-    async fn run_loop(&mut self, inbox: &mut mpsc::Receiver<Box<ToView>>) -> End {
+    async fn run_loop(
+        &mut self,
+        early: Vec<Queued>,
+        inbox: &mut mpsc::Receiver<Box<Queued>>,
+    ) -> End {
+        for m in early {
+            if let Err(end) = Box::pin(self.on_inbound(m.msg)).await {
+                return end;
+            }
+        }
         loop {
             let result = tokio::select! {
                 biased;
                 msg = inbox.recv() => match msg {
                     None => return End::Gone,
-                    Some(m) => Box::pin(self.on_inbound(*m)).await,
+                    // The message's share of the inbound budget is freed once handled.
+                    Some(m) => Box::pin(self.on_inbound(m.msg)).await,
                 },
                 Some(msg) = recv_info(&mut self.info.rx) => Box::pin(self.on_info(*msg)).await,
                 Some(d) = recv_delivery(&mut self.sub) => Box::pin(self.on_changes(d)).await,
@@ -419,7 +532,14 @@ impl<V: LiveView> ViewSession<V> {
         match msg {
             ToView::Event { msg_ref, event } => self.on_event(msg_ref, *event).await,
             ToView::Params { msg_ref, url } => {
-                self.params = params_for(&self.route, &self.token, &url);
+                // The client may change the query, never the signed path parameters: a URL
+                // of another path needs a page load (and a token for it).
+                let params = params_for(&self.route, &self.token, &url);
+                if params.path_params() != &self.token.path_params {
+                    tracing::warn!(url = %url, "params for other path parameters refused");
+                    return self.wire.reply_error(msg_ref.as_deref(), "navigate").await;
+                }
+                self.params = params;
                 let params = self.params.clone();
                 let mut pushes = Vec::new();
                 self.call_params(&params, &mut pushes).await?;
@@ -540,17 +660,33 @@ impl<V: LiveView> ViewSession<V> {
     async fn process_pushes(&mut self, pushes: Vec<Push>) -> Result<(), End> {
         for p in pushes {
             match p {
+                Push::Patch { to, .. } | Push::Redirect { to } if !is_local_url(&to) => {
+                    tracing::error!(to = %to, "refused a patch or redirect to another origin");
+                }
                 Push::Patch { to, replace } => {
+                    // The server chose this URL: its path parameters are trusted, and the
+                    // client gets a token signed with them for later rejoins.
                     self.params = params_for(&self.route, &self.token, &to);
+                    let mut token = None;
+                    if self.params.path_params() != &self.token.path_params {
+                        self.token.path_params = self.params.path_params().clone();
+                        self.token.exp =
+                            crate::token::now_secs() + self.rt.config.token_max_age.as_secs();
+                        token = Some(self.rt.signer.sign(&self.token));
+                    }
                     let params = self.params.clone();
                     let mut more = Vec::new();
                     self.call_params(&params, &mut more).await?;
                     self.render_and_send().await?;
-                    let payload = serde_json::json!({ "to": to, "replace": replace }).to_string();
+                    let payload =
+                        serde_json::json!({ "to": to, "replace": replace, "token": token })
+                            .to_string();
                     self.wire.push("patch", &payload).await?;
                     // Pushes from that params handler (a redirect, say) are followed once.
                     for q in more {
-                        if let Push::Redirect { to } = q {
+                        if let Push::Redirect { to } = q
+                            && is_local_url(&to)
+                        {
                             let payload = serde_json::json!({ "to": to }).to_string();
                             self.wire.push("redirect", &payload).await?;
                         }
@@ -692,6 +828,15 @@ impl<V: LiveView> ViewSession<V> {
             if let Some(sub) = &self.sub {
                 sub.overflow.store(false, Ordering::Release);
             }
+            // A reload takes a database connection like a mount does.
+            let permits = match self.rt.mount_permits(None).await {
+                Ok(p) => p,
+                Err(_) => {
+                    tokio::time::sleep(delay).await;
+                    delay *= 2;
+                    continue;
+                }
+            };
             let s0 = fanout.next_seq();
             let mut db = DbSlot::new(self.rt.pool.clone());
             if stale {
@@ -726,7 +871,10 @@ impl<V: LiveView> ViewSession<V> {
                 }
                 Ok(Ok(())) => {}
             }
-            if let Err(e) = db.finish().await {
+            let finished = db.finish().await;
+            drop(permits);
+            self.view.share_rows();
+            if let Err(e) = finished {
                 tracing::warn!(error = %e, attempt, "reload transaction failed; retrying");
                 continue;
             }

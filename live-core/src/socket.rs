@@ -4,39 +4,74 @@
 
 use std::collections::HashMap;
 use std::sync::Arc;
+use std::time::Duration;
 
-use axum::extract::ws::{CloseFrame, Message, WebSocket};
 use futures_util::{SinkExt, StreamExt};
+use hyper_util::rt::TokioIo;
 use serde_json::Value;
-use tokio::sync::mpsc;
+use tokio::io::AsyncReadExt;
+use tokio::sync::{Semaphore, mpsc};
 use tokio::time::Instant;
+use tokio_tungstenite::WebSocketStream;
+use tokio_tungstenite::tungstenite::protocol::CloseFrame;
+use tokio_tungstenite::tungstenite::protocol::frame::coding::CloseCode;
+use tokio_tungstenite::tungstenite::{self, Message};
 
 use crate::protocol::{self, Inbound, error_reply, frame, reply};
 use crate::router::{Runtime, spawn_view};
-use crate::session::{JoinRequest, ToView};
+use crate::session::{JoinRequest, OutFrame, Outbound, Queued, ToView};
 use crate::token::{TokenError, ViewToken};
 use crate::view::{Event, EventKind};
 
-/// Outgoing frames queued per connection before a view waits.
+/// The upgraded connection a socket serves.
+pub(crate) type Ws = WebSocketStream<TokioIo<hyper::upgrade::Upgraded>>;
+
+/// Outgoing frames queued per connection (besides the byte cap).
 const OUT_QUEUE: usize = 256;
 /// Inbound messages queued per view before the client is told it is busy.
 const VIEW_INBOX: usize = 64;
+/// Longest topic a client may name (it is echoed in every frame of that view).
+const MAX_TOPIC: usize = 128;
+/// Longest `join_ref` / `ref`.
+const MAX_REF: usize = 32;
+/// Longest URL in a join or params frame.
+pub(crate) const MAX_URL: usize = 4096;
+/// Longest view token in a join.
+const MAX_TOKEN: usize = 16 * 1024;
 
 struct Topic {
     join_ref: String,
-    tx: mpsc::Sender<Box<ToView>>,
+    tx: mpsc::Sender<Box<Queued>>,
+}
+
+/// What one connection may make the server hold, from the runtime's configuration.
+struct Budget {
+    /// Bytes of inbound events queued for this connection's views.
+    inbound: Arc<Semaphore>,
+    inbound_cap: usize,
+    /// Mounts of this connection's views in flight at once.
+    mounts: Arc<Semaphore>,
 }
 
 /// Serves one websocket until it closes. One task reads frames, writes what the views queued
-/// (in batches, one flush when the queue drains) and keeps the idle timer.
+/// (in batches, one flush when the queue drains) and keeps the idle timer. A write that the
+/// client does not take within the write timeout closes the connection.
 pub(crate) async fn serve_socket<S: Clone + Send + Sync + 'static>(
     rt: Arc<Runtime<S>>,
-    mut ws: WebSocket,
+    mut ws: Ws,
 ) {
-    let (out, mut out_rx) = mpsc::channel::<Box<Message>>(OUT_QUEUE);
+    let cfg = &rt.config;
+    let (out, mut out_rx) = Outbound::new(OUT_QUEUE, cfg.max_queued_bytes_per_socket);
+    let budget = Budget {
+        inbound: Arc::new(Semaphore::new(cfg.max_queued_bytes_per_socket)),
+        inbound_cap: cfg.max_queued_bytes_per_socket,
+        mounts: Arc::new(Semaphore::new(cfg.max_mounts_per_socket.max(1))),
+    };
     let mut topics: HashMap<String, Topic> = HashMap::new();
     let mut replies: Vec<String> = Vec::new();
-    let idle = rt.config.idle_timeout;
+    let idle = cfg.idle_timeout;
+    let write_timeout = cfg.write_timeout;
+    let mut closing = rt.closing.subscribe();
     let mut deadline = Instant::now() + idle;
     loop {
         tokio::select! {
@@ -45,61 +80,101 @@ pub(crate) async fn serve_socket<S: Clone + Send + Sync + 'static>(
                 match msg {
                     None | Some(Ok(Message::Close(_))) => break,
                     Some(Ok(Message::Text(text))) => {
-                        Box::pin(handle_text(&rt, text.as_str(), &mut topics, &out, &mut replies)).await;
+                        Box::pin(handle_text(&rt, text.as_str(), &mut topics, &out, &budget, &mut replies)).await;
                     }
                     Some(Ok(Message::Binary(_))) => {
                         tracing::warn!("binary frame refused");
                         replies.push(error_frame("malformed", "binary frames are not accepted"));
                     }
-                    Some(Ok(Message::Ping(_) | Message::Pong(_))) => {}
+                    Some(Ok(_)) => {}
+                    Some(Err(tungstenite::Error::Capacity(e))) => {
+                        tracing::warn!(error = %e, "oversized frame; closing the connection");
+                        close_and_drain(&mut ws, 1009, "too_large", write_timeout).await;
+                        break;
+                    }
                     Some(Err(e)) => {
-                        let text = e.to_string();
-                        if text.contains("too long") || text.contains("too big") || text.contains("Space limit") {
-                            tracing::warn!(error = %text, "oversized frame; closing the connection");
-                            let close = CloseFrame { code: 1009, reason: "too_large".into() };
-                            let _ = ws.send(Message::Close(Some(close))).await;
-                        } else {
-                            tracing::debug!(error = %text, "websocket read error");
-                        }
+                        tracing::debug!(error = %e, "websocket read error");
                         break;
                     }
                 }
                 if !replies.is_empty() {
-                    for r in replies.drain(..) {
-                        if ws.feed(Message::Text(r.into())).await.is_err() {
-                            return;
+                    let write = async {
+                        for r in replies.drain(..) {
+                            ws.feed(Message::text(r)).await?;
                         }
-                    }
-                    if ws.flush().await.is_err() {
-                        break;
+                        ws.flush().await
+                    };
+                    match tokio::time::timeout(write_timeout, write).await {
+                        Ok(Ok(())) => {}
+                        Ok(Err(_)) => break,
+                        Err(_) => {
+                            tracing::warn!("the client stopped reading; closing the connection");
+                            break;
+                        }
                     }
                 }
             }
             Some(first) = out_rx.recv() => {
-                if write_batch(&mut ws, first, &mut out_rx).await.is_err() {
-                    break;
+                match tokio::time::timeout(write_timeout, write_batch(&mut ws, first, &mut out_rx)).await {
+                    Ok(Ok(())) => {}
+                    Ok(Err(_)) => break,
+                    Err(_) => {
+                        tracing::warn!("the client stopped reading; closing the connection");
+                        break;
+                    }
                 }
             }
             _ = tokio::time::sleep_until(deadline) => {
                 tracing::info!("closing an idle websocket");
-                let close = CloseFrame { code: 1000, reason: "idle".into() };
-                let _ = ws.send(Message::Close(Some(close))).await;
+                close_and_drain(&mut ws, 1000, "idle", write_timeout).await;
+                break;
+            }
+            _ = closing.changed() => {
+                // The server is stopping: the client reconnects (with jitter) to whatever the
+                // address serves next.
+                close_and_drain(&mut ws, 1012, "restart", write_timeout).await;
                 break;
             }
         }
     }
-    // Dropping the topics closes every view's inbox: the views end.
+    // Views waiting to queue a frame give up; dropping the topics closes every view's inbox.
+    out.close();
+    budget.mounts.close();
+}
+
+/// Sends a close frame, then reads and discards what the client still sends (up to a few
+/// MiB, for at most `limit`) so that closing the TCP connection with unread data does not
+/// reset it before the client has read the close frame.
+async fn close_and_drain(ws: &mut Ws, code: u16, reason: &'static str, limit: Duration) {
+    let close = CloseFrame {
+        code: CloseCode::from(code),
+        reason: reason.into(),
+    };
+    let drain = async {
+        let _ = ws.send(Message::Close(Some(close))).await;
+        let io = ws.get_mut();
+        let mut buf = vec![0u8; 16 * 1024];
+        let mut total = 0usize;
+        while total < (16 << 20) {
+            match io.read(&mut buf).await {
+                Ok(0) | Err(_) => break,
+                Ok(n) => total += n,
+            }
+        }
+    };
+    let _ = tokio::time::timeout(limit.min(Duration::from_secs(2)), drain).await;
 }
 
 /// Writes `first` and everything else queued, then flushes once.
 async fn write_batch(
-    ws: &mut WebSocket,
-    first: Box<Message>,
-    rx: &mut mpsc::Receiver<Box<Message>>,
-) -> Result<(), axum::Error> {
-    ws.feed(*first).await?;
+    ws: &mut Ws,
+    first: Box<OutFrame>,
+    rx: &mut mpsc::Receiver<Box<OutFrame>>,
+) -> Result<(), tungstenite::Error> {
+    // Each frame's share of the byte budget is given back once it is written.
+    ws.feed(Message::text(first.text)).await?;
     while let Ok(more) = rx.try_recv() {
-        ws.feed(*more).await?;
+        ws.feed(Message::text(more.text)).await?;
     }
     ws.flush().await
 }
@@ -113,7 +188,8 @@ async fn handle_text<S: Clone + Send + Sync + 'static>(
     rt: &Arc<Runtime<S>>,
     text: &str,
     topics: &mut HashMap<String, Topic>,
-    out: &mpsc::Sender<Box<Message>>,
+    out: &Outbound,
+    budget: &Budget,
     replies: &mut Vec<String>,
 ) {
     let f = match protocol::parse(text) {
@@ -124,13 +200,26 @@ async fn handle_text<S: Clone + Send + Sync + 'static>(
             return;
         }
     };
+    // Whatever a client names is echoed back or kept: bounded.
+    if f.topic.len() > MAX_TOPIC {
+        tracing::warn!(len = f.topic.len(), "topic too long");
+        replies.push(error_frame("malformed", "topic longer than 128 bytes"));
+        return;
+    }
+    if f.join_ref.as_ref().is_some_and(|r| r.len() > MAX_REF)
+        || f.msg_ref.as_ref().is_some_and(|r| r.len() > MAX_REF)
+    {
+        tracing::warn!("ref too long");
+        replies.push(error_frame("malformed", "refs longer than 32 bytes"));
+        return;
+    }
     let jr = f.join_ref.as_deref();
     let mr = f.msg_ref.as_deref();
     match f.event.as_str() {
         "heartbeat" if f.topic == "phoenix" => {
             replies.push(reply(None, mr, "phoenix", true, "{}"));
         }
-        "join" => join(rt, f, topics, out, replies),
+        "join" => join(rt, f, topics, out, budget, replies),
         "leave" => {
             let removed = topics
                 .get(&f.topic)
@@ -159,7 +248,18 @@ async fn handle_text<S: Clone + Send + Sync + 'static>(
                     return;
                 }
             };
-            match t.tx.try_send(Box::new(msg)) {
+            // The event's bytes count against the connection's budget until the view has
+            // handled it.
+            let cost = text.len().clamp(1, budget.inbound_cap) as u32;
+            let Ok(permit) = budget.inbound.clone().try_acquire_many_owned(cost) else {
+                tracing::warn!(topic = %f.topic, "inbound budget of the connection used up");
+                replies.push(error_reply(jr, mr, &f.topic, "busy"));
+                return;
+            };
+            match t.tx.try_send(Box::new(Queued {
+                msg,
+                _permit: Some(permit),
+            })) {
                 Ok(()) => {}
                 Err(mpsc::error::TrySendError::Full(_)) => {
                     tracing::warn!(topic = %f.topic, "view inbox full");
@@ -217,6 +317,9 @@ fn to_view(f: &Inbound) -> Result<ToView, &'static str> {
                 .get("url")
                 .and_then(Value::as_str)
                 .ok_or("missing url")?;
+            if url.len() > MAX_URL {
+                return Err("url too long");
+            }
             Ok(ToView::Params {
                 msg_ref,
                 url: url.to_string(),
@@ -230,7 +333,8 @@ fn join<S: Clone + Send + Sync + 'static>(
     rt: &Arc<Runtime<S>>,
     f: Inbound,
     topics: &mut HashMap<String, Topic>,
-    out: &mpsc::Sender<Box<Message>>,
+    out: &Outbound,
+    budget: &Budget,
     replies: &mut Vec<String>,
 ) {
     let mr = f.msg_ref.as_deref();
@@ -244,6 +348,14 @@ fn join<S: Clone + Send + Sync + 'static>(
         replies.push(error_reply(Some(&join_ref), mr, &f.topic, "already_joined"));
         return;
     }
+    if topics.len() >= rt.config.max_views_per_socket {
+        tracing::warn!(
+            max = rt.config.max_views_per_socket,
+            "join refused: too many views on one connection"
+        );
+        replies.push(error_reply(Some(&join_ref), mr, &f.topic, "too_many_views"));
+        return;
+    }
     let token_str = f.payload.get("token").and_then(Value::as_str).unwrap_or("");
     let url = f
         .payload
@@ -251,6 +363,10 @@ fn join<S: Clone + Send + Sync + 'static>(
         .and_then(Value::as_str)
         .unwrap_or("/")
         .to_string();
+    if token_str.len() > MAX_TOKEN || url.len() > MAX_URL {
+        replies.push(error_reply(Some(&join_ref), mr, &f.topic, "bad_payload"));
+        return;
+    }
     let token: ViewToken = match rt.signer.verify(token_str) {
         Ok(t) => t,
         Err(e) => {
@@ -273,6 +389,7 @@ fn join<S: Clone + Send + Sync + 'static>(
         url,
         inbox,
         out: out.clone(),
+        socket_mounts: budget.mounts.clone(),
     };
     match spawn_view(rt, req) {
         Ok(()) => {

@@ -66,8 +66,19 @@ impl std::fmt::Debug for Signer {
 type HmacSha256 = Hmac<Sha256>;
 
 impl Signer {
-    pub(crate) fn new(key: &[u8]) -> Self {
-        Signer { key: key.to_vec() }
+    /// A signer for one purpose: its key is derived from the app's secret key and the purpose
+    /// (HMAC-SHA256(secret, "live-core:" + purpose)), so a token of one kind never verifies
+    /// as another kind.
+    pub(crate) fn new(secret: &[u8], purpose: &str) -> Self {
+        let mut mac = match HmacSha256::new_from_slice(secret) {
+            Ok(m) => m,
+            Err(_) => unreachable!("HMAC accepts keys of any length"),
+        };
+        mac.update(b"live-core:");
+        mac.update(purpose.as_bytes());
+        Signer {
+            key: mac.finalize().into_bytes().to_vec(),
+        }
     }
 
     fn mac(&self) -> HmacSha256 {
@@ -185,15 +196,38 @@ impl Session {
 /// Name of the session cookie.
 pub(crate) const SESSION_COOKIE: &str = "live_session";
 
-/// Reads the signed session cookie from request headers (empty if absent or invalid).
-pub(crate) fn session_from_headers(headers: &axum::http::HeaderMap, signer: &Signer) -> Session {
+/// What the session cookie holds: the session and its expiry (seconds since the epoch).
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub(crate) struct SessionCookie {
+    #[serde(rename = "s")]
+    pub session: Session,
+    pub exp: u64,
+}
+
+/// Reads the signed session cookie `name` from request headers (empty if absent, invalid or
+/// expired).
+pub(crate) fn session_from_headers(
+    headers: &axum::http::HeaderMap,
+    signer: &Signer,
+    name: &str,
+) -> Session {
     for value in headers.get_all(axum::http::header::COOKIE) {
         let Ok(s) = value.to_str() else { continue };
         for part in s.split(';') {
-            if let Some((name, val)) = part.trim().split_once('=')
-                && name == SESSION_COOKIE
+            if let Some((n, val)) = part.trim().split_once('=')
+                && n == name
             {
-                return signer.verify(val).unwrap_or_default();
+                return match signer.verify::<SessionCookie>(val) {
+                    Ok(c) if c.exp >= now_secs() => c.session,
+                    Ok(_) => {
+                        tracing::info!("expired session cookie ignored");
+                        Session::default()
+                    }
+                    Err(e) => {
+                        tracing::warn!(error = %e, "session cookie refused");
+                        Session::default()
+                    }
+                };
             }
         }
     }
@@ -206,11 +240,20 @@ mod tests {
 
     #[test]
     fn sign_verify_tamper() {
-        let s = Signer::new(b"k1");
+        let s = Signer::new(b"k1", "a");
         let t = s.sign(&("a", 1));
         assert_eq!(s.verify::<(String, i32)>(&t).unwrap(), ("a".to_string(), 1));
         assert_eq!(
-            Signer::new(b"k2").verify::<(String, i32)>(&t).unwrap_err(),
+            Signer::new(b"k2", "a")
+                .verify::<(String, i32)>(&t)
+                .unwrap_err(),
+            TokenError::BadSignature
+        );
+        // Same secret, another purpose: refused.
+        assert_eq!(
+            Signer::new(b"k1", "b")
+                .verify::<(String, i32)>(&t)
+                .unwrap_err(),
             TokenError::BadSignature
         );
         let (p, m) = t.split_once('.').unwrap();

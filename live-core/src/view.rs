@@ -166,6 +166,10 @@ pub trait Assigns: Sized + Send + 'static {
     /// Every watched row held.
     fn held_rows(&self, _out: &mut HeldRows) {}
 
+    /// Replaces the watched rows by the node's shared versions (see `WatchedAssign::share`).
+    #[doc(hidden)]
+    fn share_rows(&mut self) {}
+
     /// Applies committed changes to the watched assigns and runs the `sync` hooks of those
     /// that changed. True if anything changed.
     fn apply_changes(
@@ -569,6 +573,15 @@ impl<V: LiveView> Mount<'_, V> {
     }
 }
 
+/// Whether `to` is a path on this site: it starts with one `/` (not `//` or `/\\`, which
+/// browsers read as another host) and has no control characters.
+pub(crate) fn is_local_url(to: &str) -> bool {
+    let b = to.as_bytes();
+    b.first() == Some(&b'/')
+        && !matches!(b.get(1), Some(b'/') | Some(b'\\'))
+        && !to.chars().any(|c| c.is_control())
+}
+
 /// Something a handler asked the browser to do.
 #[derive(Debug, Clone)]
 pub(crate) enum Push {
@@ -640,7 +653,9 @@ impl<V: LiveView> Ctx<'_, V> {
         self.info.handle().send_after(delay, msg);
     }
 
-    /// Changes the URL without a reload (history push); `handle_params` runs with it.
+    /// Changes the URL without a reload (history push); `handle_params` runs with it. The
+    /// target must be a path of this site (`/lists/2?filter=active`); another origin, or a
+    /// scheme such as `javascript:`, is refused (logged, not sent).
     pub fn push_patch(&mut self, to: impl Into<String>) {
         self.pushes.push(Push::Patch {
             to: to.into(),
@@ -656,7 +671,8 @@ impl<V: LiveView> Ctx<'_, V> {
         });
     }
 
-    /// Sends the browser to another page.
+    /// Sends the browser to another page of this site (a path such as `/lists/2`; another
+    /// origin is refused, logged and not sent).
     pub fn redirect(&mut self, to: impl Into<String>) {
         self.pushes.push(Push::Redirect { to: to.into() });
     }

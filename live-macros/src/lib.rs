@@ -208,10 +208,24 @@ fn watch_impl(input: &DeriveInput) -> syn::Result<TokenStream2> {
             key_is_usable::<#key_ty>();
         };
     };
+    // Two versions of a row are the same when every field is equal (fields whose type has
+    // no `PartialEq` make rows never equal): views of the same rows then share one `Arc`.
+    let same = fields.iter().map(|f| {
+        let ident = &f.ident;
+        quote! {
+            (&::live_core::__private::SameField(&self.#ident, &other.#ident)).same()
+        }
+    });
     Ok(quote! {
         #id_assert
         #key_assert
         impl ::live_core::Watch for #name {
+            fn same_row(&self, other: &Self) -> bool {
+                #[allow(unused_imports)]
+                use ::live_core::__private::{SameByEq as _, SameNever as _};
+                true #(&& #same)*
+            }
+
             const TABLE: &'static str = #table;
             const ID_COLUMN: &'static str = #id;
             const KEY_COLUMN: &'static str = #key;
@@ -321,6 +335,11 @@ fn assigns_impl(input: &DeriveInput) -> syn::Result<TokenStream2> {
         let ty = &w.ty;
         quote_spanned! {ty.span()=> ::live_core::__private::WatchedAssign::held(&self.#ident, out); }
     });
+    let shares = watched.iter().map(|w| {
+        let ident = &w.ident;
+        let ty = &w.ty;
+        quote_spanned! {ty.span()=> ::live_core::__private::WatchedAssign::share(&mut self.#ident); }
+    });
     let applies = watched.iter().map(|w| {
         let ident = &w.ident;
         let hook = match &w.sync {
@@ -364,6 +383,10 @@ fn assigns_impl(input: &DeriveInput) -> syn::Result<TokenStream2> {
 
             fn held_rows(&self, out: &mut ::live_core::__private::HeldRows) {
                 #(#held)*
+            }
+
+            fn share_rows(&mut self) {
+                #(#shares)*
             }
 
             fn apply_changes(

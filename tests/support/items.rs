@@ -124,8 +124,13 @@ list_view!(
 
 /// Starts the items app on `db` (with its own slot); returns the address and the runtime.
 pub async fn start(db: &TestDb) -> (std::net::SocketAddr, Live<()>) {
+    start_with(db, LiveConfig::new(SECRET.to_vec())).await
+}
+
+/// [`start`] with a configuration of the test's.
+pub async fn start_with(db: &TestDb, config: LiveConfig) -> (std::net::SocketAddr, Live<()>) {
     let live = Live::builder(())
-        .config(LiveConfig::new(SECRET.to_vec()))
+        .config(config)
         .pool(db.pool.clone())
         .sync(SyncConfig::new(&db.url).slot(format!("slot_{}", db.name)))
         .build()

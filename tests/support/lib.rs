@@ -70,7 +70,7 @@ impl TestDb {
     /// Creates a database and runs `setup` in it (several statements allowed).
     pub async fn new(setup: &str) -> TestDb {
         init_tracing();
-        let (admin_url, port) = with_cluster(|c| (c.url("postgres"), c.port()));
+        let admin_url = with_cluster(|c| c.url("postgres"));
         let n = DB_COUNTER.fetch_add(1, Ordering::Relaxed);
         let name = format!("t_{}_{n}", std::process::id());
         let admin = PgPool::connect(&admin_url).await.expect("connect admin");
@@ -79,7 +79,7 @@ impl TestDb {
             .await
             .expect("create database");
         admin.close().await;
-        let url = format!("postgres://postgres@127.0.0.1:{port}/{name}");
+        let url = with_cluster(|c| c.url(&name));
         let pool = PgPoolOptions::new()
             .max_connections(20)
             .connect(&url)

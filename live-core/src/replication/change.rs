@@ -123,7 +123,8 @@ impl RowChange {
             return r.clone().map(|row| downcast(row));
         }
         let result = self.decode_with_base::<T>(None).map(|row| {
-            let shared: SharedRow = row;
+            // One Arc per row version on the node: an equal version a view loaded is reused.
+            let shared: SharedRow = crate::watch::shared::share::<T>(row);
             shared
         });
         cache.push((ty, result.clone()));
@@ -194,6 +195,9 @@ pub struct Txn {
     pub changes: Vec<RowChange>,
     /// Tables (`schema.name`) whose views must reload: truncated, altered, or over the buffer cap.
     pub reload_tables: Vec<(String, String)>,
+    /// Every view of every watched table must reload: a message of this transaction could not
+    /// be decoded or routed.
+    pub reload_all: bool,
     /// The fan-out's sequence number (set when dispatched).
     pub seq: u64,
     /// Approximate memory held by the changes.
@@ -206,6 +210,7 @@ pub(crate) struct TxnBuilder {
     changes: Vec<Option<RowChange>>,
     index: HashMap<(u32, Box<str>), usize>,
     reload_tables: Vec<(String, String)>,
+    reload_all: bool,
     bytes: usize,
     cap: usize,
     over_cap: bool,
@@ -221,10 +226,16 @@ impl TxnBuilder {
             changes: Vec::new(),
             index: HashMap::new(),
             reload_tables: Vec::new(),
+            reload_all: false,
             bytes: 0,
             cap,
             over_cap: false,
         }
+    }
+
+    /// Marks the transaction as one every view must reload for.
+    pub(crate) fn reload_all(&mut self) {
+        self.reload_all = true;
     }
 
     pub(crate) fn reload(&mut self, rel: &Relation) {
@@ -369,6 +380,7 @@ impl TxnBuilder {
             commit_time_micros,
             changes: self.changes.into_iter().flatten().collect(),
             reload_tables: self.reload_tables,
+            reload_all: self.reload_all,
             seq: 0,
             bytes: self.bytes,
         }

@@ -21,6 +21,9 @@ pub mod pgoutput;
 pub(crate) mod setup;
 pub mod value;
 
+#[cfg(feature = "testing")]
+pub(crate) mod faults;
+
 use std::collections::HashMap;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
@@ -258,6 +261,8 @@ pub(crate) async fn run_listener(
 struct StreamState {
     relations: HashMap<u32, Arc<Relation>>,
     last_dispatched: u64,
+    /// A message outside a transaction did not decode: the next transaction reloads all.
+    reload_all_next: bool,
 }
 
 /// One replication session, until an error or `stop`. Sets `connected` once the stream is up.
@@ -309,13 +314,26 @@ async fn stream_once(
         };
         match ev {
             ReplicationEvent::Begin { xid, .. } => {
-                builder = Some(TxnBuilder::new(xid, config.max_transaction_bytes));
+                let mut b = TxnBuilder::new(xid, config.max_transaction_bytes);
+                if std::mem::take(&mut state.reload_all_next) {
+                    b.reload_all();
+                }
+                builder = Some(b);
             }
             ReplicationEvent::XLogData { data, .. } => {
-                let msg = match pgoutput::decode(&data) {
+                let decoded = pgoutput::decode(&data);
+                #[cfg(feature = "testing")]
+                let decoded = decoded.and_then(|m| faults::inject(&config.slot, m));
+                let msg = match decoded {
                     Ok(m) => m,
                     Err(e) => {
-                        tracing::error!(error = %e, "skipping a pgoutput message");
+                        // Its rows cannot be routed: every view of every watched table
+                        // reloads once this transaction commits. Never a silent skip.
+                        tracing::error!(error = %e, "a pgoutput message did not decode; every view reloads");
+                        match builder.as_mut() {
+                            Some(b) => b.reload_all(),
+                            None => state.reload_all_next = true,
+                        }
                         continue;
                     }
                 };
@@ -333,7 +351,7 @@ async fn stream_once(
                     continue;
                 }
                 let txn = b.finish(end, commit_time_micros);
-                if !txn.changes.is_empty() || !txn.reload_tables.is_empty() {
+                if !txn.changes.is_empty() || !txn.reload_tables.is_empty() || txn.reload_all {
                     fanout.dispatch(txn);
                     status.transactions.fetch_add(1, Ordering::Relaxed);
                 }
@@ -362,10 +380,20 @@ fn handle_message(
     status: &ListenerStatus,
     builder: Option<&mut TxnBuilder>,
 ) {
-    let watched_id = |rel: &Relation| {
-        fanout
-            .id_column(&rel.schema, &rel.name)
-            .and_then(|c| rel.column_index(c))
+    // The id column of a watched table; `Err` when the table is watched but has no such
+    // column (its views must reload), `Ok(None)` when it is not watched.
+    let watched_id = |rel: &Relation| match fanout.id_column(&rel.schema, &rel.name) {
+        None => Ok(None),
+        Some(c) => rel.column_index(c).map(Some).ok_or(()),
+    };
+    // A change on a relation the listener has no description of cannot be routed (its
+    // Relation message was lost or did not decode): every view reloads.
+    let unknown = |b: &mut TxnBuilder, rel: u32| {
+        tracing::error!(
+            relation = rel,
+            "a change on a relation the listener does not know; every view reloads"
+        );
+        b.reload_all();
     };
     match msg {
         Message::Relation(rel) => {
@@ -383,14 +411,22 @@ fn handle_message(
         }
         Message::Insert { rel, new } => {
             status.rows.fetch_add(1, Ordering::Relaxed);
-            let (Some(b), Some(r)) = (builder, state.relations.get(&rel)) else {
-                return;
+            let Some(b) = builder else { return };
+            let Some(r) = state.relations.get(&rel) else {
+                return unknown(b, rel);
             };
-            if let Some(id) = watched_id(r) {
-                b.push(
-                    id,
-                    RowChange::new(r.clone(), ChangeKind::Insert, Some(new), None, false),
-                );
+            match watched_id(r) {
+                Ok(None) => {}
+                Err(()) => {
+                    tracing::error!(table = %r.name, "a watched table has no id column; its views reload");
+                    b.reload(r);
+                }
+                Ok(Some(id)) => {
+                    b.push(
+                        id,
+                        RowChange::new(r.clone(), ChangeKind::Insert, Some(new), None, false),
+                    );
+                }
             }
         }
         Message::Update {
@@ -400,15 +436,23 @@ fn handle_message(
             mut new,
         } => {
             status.rows.fetch_add(1, Ordering::Relaxed);
-            let (Some(b), Some(r)) = (builder, state.relations.get(&rel)) else {
-                return;
+            let Some(b) = builder else { return };
+            let Some(r) = state.relations.get(&rel) else {
+                return unknown(b, rel);
             };
-            if let Some(id) = watched_id(r) {
-                fill_unchanged_from_old(&mut new, old.as_ref(), old_is_full);
-                b.push(
-                    id,
-                    RowChange::new(r.clone(), ChangeKind::Update, Some(new), old, old_is_full),
-                );
+            match watched_id(r) {
+                Ok(None) => {}
+                Err(()) => {
+                    tracing::error!(table = %r.name, "a watched table has no id column; its views reload");
+                    b.reload(r);
+                }
+                Ok(Some(id)) => {
+                    fill_unchanged_from_old(&mut new, old.as_ref(), old_is_full);
+                    b.push(
+                        id,
+                        RowChange::new(r.clone(), ChangeKind::Update, Some(new), old, old_is_full),
+                    );
+                }
             }
         }
         Message::Delete {
@@ -417,21 +461,30 @@ fn handle_message(
             old_is_full,
         } => {
             status.rows.fetch_add(1, Ordering::Relaxed);
-            let (Some(b), Some(r)) = (builder, state.relations.get(&rel)) else {
-                return;
+            let Some(b) = builder else { return };
+            let Some(r) = state.relations.get(&rel) else {
+                return unknown(b, rel);
             };
-            if let Some(id) = watched_id(r) {
-                b.push(
-                    id,
-                    RowChange::new(r.clone(), ChangeKind::Delete, None, Some(old), old_is_full),
-                );
+            match watched_id(r) {
+                Ok(None) => {}
+                Err(()) => {
+                    tracing::error!(table = %r.name, "a watched table has no id column; its views reload");
+                    b.reload(r);
+                }
+                Ok(Some(id)) => {
+                    b.push(
+                        id,
+                        RowChange::new(r.clone(), ChangeKind::Delete, None, Some(old), old_is_full),
+                    );
+                }
             }
         }
         Message::Truncate { rels } => {
             if let Some(b) = builder {
                 for rel in rels {
-                    if let Some(r) = state.relations.get(&rel) {
-                        b.reload(r);
+                    match state.relations.get(&rel) {
+                        Some(r) => b.reload(r),
+                        None => unknown(b, rel),
                     }
                 }
             }

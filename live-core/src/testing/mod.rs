@@ -34,9 +34,9 @@
 
 use std::collections::BTreeMap;
 use std::marker::PhantomData;
+use std::sync::Arc;
 use std::time::Duration;
 
-use axum::extract::ws::Message;
 use scraper::{Html, Selector};
 use serde_json::{Value, json};
 use tokio::sync::mpsc;
@@ -44,7 +44,9 @@ use tokio::sync::mpsc;
 use crate::Live;
 pub use crate::diff::client::{ClientModel, Mismatch};
 pub use crate::postgres::LocalPostgres;
-use crate::session::{JoinRequest, Spawner, ToView, ViewSpawner, params_for};
+use crate::session::{
+    JoinRequest, OutFrame, Outbound, Queued, Spawner, ToView, ViewSpawner, params_for,
+};
 use crate::token::{Session, ViewToken};
 use crate::view::{Event, EventKind, LiveView};
 
@@ -84,8 +86,8 @@ pub enum TestError {
 
 /// A view mounted in-process, as a connected browser would see it.
 pub struct TestView {
-    inbox: mpsc::Sender<Box<ToView>>,
-    out: mpsc::Receiver<Box<Message>>,
+    inbox: mpsc::Sender<Box<Queued>>,
+    out: mpsc::Receiver<Box<OutFrame>>,
     model: ClientModel,
     title: Option<String>,
     pushes: Vec<(String, Value)>,
@@ -130,7 +132,7 @@ impl TestView {
             Duration::from_secs(60),
         );
         let (inbox_tx, inbox) = mpsc::channel(64);
-        let (out_tx, out) = mpsc::channel(1024);
+        let (out_tx, out) = Outbound::new(1024, 64 << 20);
         let req = JoinRequest {
             topic: "lv:test".into(),
             join_ref: "1".into(),
@@ -139,6 +141,7 @@ impl TestView {
             url: uri.to_string(),
             inbox,
             out: out_tx,
+            socket_mounts: Arc::new(tokio::sync::Semaphore::new(2)),
         };
         Spawner::<V>(PhantomData).spawn(live.rt.clone(), req);
         let mut view = TestView {
@@ -342,14 +345,17 @@ impl TestView {
         let msg_ref = self.next_ref.to_string();
         self.next_ref += 1;
         self.inbox
-            .send(Box::new(ToView::Event {
-                msg_ref: Some(msg_ref.clone()),
-                event: Box::new(Event {
-                    kind,
-                    name,
-                    value,
-                    target,
-                }),
+            .send(Box::new(Queued {
+                msg: ToView::Event {
+                    msg_ref: Some(msg_ref.clone()),
+                    event: Box::new(Event {
+                        kind,
+                        name,
+                        value,
+                        target,
+                    }),
+                },
+                _permit: None,
             }))
             .await
             .map_err(|_| TestError::Gone)?;
@@ -369,20 +375,17 @@ impl TestView {
         }
     }
 
-    fn handle_frame(&mut self, msg: Message) -> Result<(), TestError> {
+    fn handle_frame(&mut self, msg: OutFrame) -> Result<(), TestError> {
         self.handle_frame_reply(msg, "").map(|_| ())
     }
 
     /// Applies one frame; returns the reply's response if it answers `msg_ref`.
     fn handle_frame_reply(
         &mut self,
-        msg: Message,
+        msg: OutFrame,
         msg_ref: &str,
     ) -> Result<Option<Value>, TestError> {
-        let Message::Text(text) = msg else {
-            return Ok(None);
-        };
-        let v: Value = serde_json::from_str(text.as_str())
+        let v: Value = serde_json::from_str(&msg.text)
             .map_err(|e| TestError::Reply(format!("bad frame: {e}")))?;
         let event = v[3].as_str().unwrap_or("");
         let payload = &v[4];
@@ -422,4 +425,18 @@ fn value_attrs(el: &scraper::ElementRef<'_>) -> serde_json::Map<String, Value> {
                 .map(|n| (n.to_string(), json!(v)))
         })
         .collect()
+}
+
+/// Makes the replication listener of `slot` fail to decode the next Relation message that
+/// describes `table`, as a corrupt or unsupported message would: a fault for tests of what
+/// happens to the changes that follow (every view reloads; nothing is skipped silently).
+pub fn fail_next_relation(slot: &str, table: &str) {
+    crate::replication::faults::fail_next_relation(slot, table);
+}
+
+/// How many holders the node's shared copy of row `id` of `T` has: every view that holds this
+/// version of the row holds the same `Arc` (0 when no view holds it).
+pub fn row_holders<T: crate::Watch>(id: impl crate::KeyValue) -> usize {
+    id.to_key()
+        .map_or(0, |k| crate::watch::shared::holders::<T>(&k))
 }

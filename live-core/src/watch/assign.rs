@@ -47,6 +47,11 @@ pub trait WatchedAssign: Send + Sync + 'static {
 
     /// Records every held row (for routing deletes by primary key).
     fn held(&self, out: &mut HeldRows);
+
+    /// Replaces each held `Arc` by the node's shared one for an equal row version, so that
+    /// views of the same rows hold one copy (shapes that hold rows without an `Arc` keep
+    /// their own).
+    fn share(&mut self) {}
 }
 
 impl<T: Watch> WatchedAssign for Vec<Arc<T>> {
@@ -78,6 +83,12 @@ impl<T: Watch> WatchedAssign for Vec<Arc<T>> {
     fn held(&self, out: &mut HeldRows) {
         for r in self {
             out.push(&**r);
+        }
+    }
+
+    fn share(&mut self) {
+        for r in self.iter_mut() {
+            *r = super::shared::share(r.clone());
         }
     }
 }
@@ -140,6 +151,12 @@ impl<T: Watch> WatchedAssign for Option<Arc<T>> {
     fn held(&self, out: &mut HeldRows) {
         if let Some(r) = self {
             out.push(&**r);
+        }
+    }
+
+    fn share(&mut self) {
+        if let Some(r) = self {
+            *r = super::shared::share(r.clone());
         }
     }
 }
@@ -205,5 +222,9 @@ impl<T: Watch> WatchedAssign for Arc<T> {
 
     fn held(&self, out: &mut HeldRows) {
         out.push(&**self);
+    }
+
+    fn share(&mut self) {
+        *self = super::shared::share(self.clone());
     }
 }

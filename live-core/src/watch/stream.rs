@@ -124,16 +124,24 @@ fn decode<T: Watch>(d: &StreamDelivery) -> Result<Change<T>, StreamError> {
         Err(DecodeFailure::NeedsBase) => Err(StreamError::Reload),
     };
     let old = || change.decode_old::<T>().and_then(Result::ok).map(Arc::new);
+    let id = || {
+        change
+            .decode_column(T::ID_COLUMN)
+            .map_err(|e| StreamError::Decode(Arc::new(e)))
+    };
     Ok(match d.op {
-        StreamOp::Inserted => Change::Inserted(new()?),
+        StreamOp::Inserted | StreamOp::MovedIn => Change::Inserted(new()?),
         StreamOp::Updated => Change::Updated {
             old: old(),
             new: new()?,
         },
         StreamOp::Deleted => Change::Deleted {
-            id: change
-                .decode_column(T::ID_COLUMN)
-                .map_err(|e| StreamError::Decode(Arc::new(e)))?,
+            id: id()?,
+            old: old(),
+        },
+        // The old row was in this key; the new values are not.
+        StreamOp::MovedOut => Change::Deleted {
+            id: id()?,
             old: old(),
         },
         StreamOp::Reload => return Err(StreamError::Reload),
