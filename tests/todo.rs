@@ -1,7 +1,10 @@
 //! The todo app in real headless Chromium, against a private Postgres: every TodoMVC
 //! behaviour, two browsers on one list, a row written from outside the app, escaping, emoji,
-//! and typed text that survives remote changes. Plus its bad input, over the protocol.
+//! and typed text that survives remote changes. Plus its bad input, over the protocol; its
+//! guards (`POST /new` with a same-origin check, the title cap, the add rate limit), and random
+//! list ids.
 
+use std::net::SocketAddr;
 use std::time::Duration;
 
 use fantoccini::key::Key;
@@ -9,10 +12,17 @@ use live_core::LiveConfig;
 use live_tests::browser::Browser;
 use live_tests::{SECRET, TestDb, WsClient, get, open, page_token, serve, with_cluster};
 use serde_json::json;
-use todo::TodoConfig;
+use todo::{ADD_BURST, MAX_TITLE_CHARS, TodoConfig};
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
-async fn start() -> (std::net::SocketAddr, TestDb) {
+async fn start() -> (SocketAddr, TestDb) {
     let db = TestDb::new("").await;
+    let addr = start_on(&db).await;
+    (addr, db)
+}
+
+/// Starts the app on an existing database (applying its migrations).
+async fn start_on(db: &TestDb) -> SocketAddr {
     let (router, _live) = todo::app(TodoConfig {
         database_url: db.url.clone(),
         slot: format!("slot_{}", db.name),
@@ -20,8 +30,79 @@ async fn start() -> (std::net::SocketAddr, TestDb) {
     })
     .await
     .expect("the todo app starts");
-    let addr = serve(router).await;
-    (addr, db)
+    serve(router).await
+}
+
+/// An HTTP response: status, `Location` header, body.
+struct Reply {
+    status: u16,
+    location: Option<String>,
+    allow: Option<String>,
+    body: String,
+}
+
+/// Sends `method path` (no body) with `Host: addr` and the extra headers.
+async fn request(addr: SocketAddr, method: &str, path: &str, headers: &[(&str, &str)]) -> Reply {
+    let mut stream = tokio::net::TcpStream::connect(addr).await.expect("connect");
+    let mut req = format!(
+        "{method} {path} HTTP/1.1\r\nHost: {addr}\r\nConnection: close\r\nContent-Length: 0\r\n"
+    );
+    for (name, value) in headers {
+        req.push_str(&format!("{name}: {value}\r\n"));
+    }
+    req.push_str("\r\n");
+    stream.write_all(req.as_bytes()).await.expect("write");
+    let mut buf = Vec::new();
+    stream.read_to_end(&mut buf).await.expect("read");
+    let text = String::from_utf8_lossy(&buf).into_owned();
+    let (head, body) = text.split_once("\r\n\r\n").unwrap_or((&text, ""));
+    let header = |name: &str| {
+        head.lines().find_map(|l| {
+            let (n, v) = l.split_once(':')?;
+            n.eq_ignore_ascii_case(name).then(|| v.trim().to_string())
+        })
+    };
+    Reply {
+        status: head
+            .split_whitespace()
+            .nth(1)
+            .and_then(|s| s.parse().ok())
+            .unwrap_or(0),
+        location: header("location"),
+        allow: header("allow"),
+        body: body.to_string(),
+    }
+}
+
+/// `POST /new` with these headers.
+async fn post_new(addr: SocketAddr, headers: &[(&str, &str)]) -> Reply {
+    request(addr, "POST", "/new", headers).await
+}
+
+/// The ids of every list, ascending.
+async fn list_ids(db: &TestDb) -> Vec<i64> {
+    sqlx::query_scalar("SELECT id FROM lists ORDER BY id")
+        .fetch_all(&db.pool)
+        .await
+        .expect("list ids")
+}
+
+/// The list a `/lists/{id}` redirect points to.
+fn redirected_list(r: &Reply) -> i64 {
+    assert_eq!(r.status, 303, "{}", r.body);
+    r.location
+        .as_deref()
+        .and_then(|l| l.strip_prefix("/lists/"))
+        .and_then(|id| id.parse().ok())
+        .unwrap_or_else(|| panic!("not a list: {:?}", r.location))
+}
+
+async fn todo_count(db: &TestDb, list: i64) -> i64 {
+    sqlx::query_scalar("SELECT count(*) FROM todos WHERE list_id = $1")
+        .bind(list)
+        .fetch_one(&db.pool)
+        .await
+        .expect("count")
 }
 
 async fn new_list(db: &TestDb) -> i64 {
@@ -278,14 +359,38 @@ async fn todomvc_behaviours_in_a_real_browser() {
             .await,
         true
     );
-    let long: String = "long title "
-        .repeat(1000)
-        .trim()
+    // Titles have at most 1,000 characters (characters, not bytes: this one has more bytes).
+    // One more is refused: nothing is written, the page says why and keeps the text. Shortened
+    // by a Backspace, it is added and the message goes.
+    let long: String = "fête 😀 "
         .chars()
-        .take(10_000)
+        .cycle()
+        .take(MAX_TITLE_CHARS - 1)
+        .chain(['!'])
         .collect();
-    input.send_keys(&enter(&long)).await.unwrap();
+    assert_eq!(long.chars().count(), 1000);
+    assert!(long.len() > 1000);
+    input.send_keys(&enter(&format!("{long}?"))).await.unwrap();
+    b.wait_js(
+        "const e = document.querySelector('header.header p.error'); \
+         return e !== null && e.textContent.includes('too long: 1001 characters')",
+    )
+    .await;
+    assert_eq!(
+        b.js("return document.querySelector('input.new-todo').value")
+            .await,
+        format!("{long}?"),
+        "the refused text stays in the input"
+    );
+    assert_eq!(todo_count(&db, list).await, 2);
+    assert_eq!(labels(&b).await.len(), 2);
+    input
+        .send_keys(&enter(&char::from(Key::Backspace).to_string()))
+        .await
+        .unwrap();
     b.wait_js("return document.querySelectorAll('.todo-list li').length === 3")
+        .await;
+    b.wait_js("return document.querySelector('p.error') === null && document.querySelector('input.new-todo').value === ''")
         .await;
     let stored: Vec<String> =
         sqlx::query_scalar("SELECT title FROM todos WHERE list_id = $1 ORDER BY id")
@@ -367,20 +472,8 @@ async fn two_browsers_see_each_others_changes_and_outside_writes() {
     wait_labels(&a, &["edited by A"]).await;
 
     // A row written by another program (psql) appears in both.
-    let port = with_cluster(|c| c.port());
     let out = std::process::Command::new("psql")
-        .args([
-            "-X",
-            "-q",
-            "-h",
-            "127.0.0.1",
-            "-U",
-            "postgres",
-            "-p",
-            &port.to_string(),
-            "-d",
-            &db.name,
-        ])
+        .args(["-X", "-q", "-d", &db.url])
         .args([
             "-c",
             &format!("INSERT INTO todos (list_id, title) VALUES ({list}, 'from psql')"),
@@ -461,9 +554,14 @@ async fn bad_input_gets_sensible_results() {
         assert_eq!(status, 404, "{path}");
         assert!(body.contains("Not found"), "{path}: {body}");
     }
-    // `/` opens (or creates) a list.
-    let (status, _) = get(addr, "/").await;
-    assert_eq!(status, 303);
+    // `/` is a start page with the "New list" form; it creates nothing.
+    let (status, body) = get(addr, "/").await;
+    assert_eq!(status, 200);
+    assert!(
+        body.contains(r#"<form class="new-list" method="post" action="/new">"#),
+        "{body}"
+    );
+    assert_eq!(list_ids(&db).await, Vec::<i64>::new());
 
     let list = new_list(&db).await;
     let (mut c, topic) = open(addr, &format!("/lists/{list}")).await;
@@ -609,7 +707,7 @@ async fn the_app_says_what_to_change_when_postgres_cannot_replicate() {
     let port = with_cluster(|c| c.port());
     let role = format!("app_{}", db.name);
     sqlx::query(sqlx::AssertSqlSafe(format!(
-        "CREATE ROLE {role} LOGIN NOREPLICATION"
+        "CREATE ROLE {role} LOGIN NOREPLICATION PASSWORD 'app-password'"
     )))
     .execute(&db.pool)
     .await
@@ -628,7 +726,10 @@ async fn the_app_says_what_to_change_when_postgres_cannot_replicate() {
     .await
     .expect("schema owner");
     let result = todo::app(TodoConfig {
-        database_url: format!("postgres://{role}@127.0.0.1:{port}/{}", db.name),
+        database_url: format!(
+            "postgres://{role}:app-password@127.0.0.1:{port}/{}",
+            db.name
+        ),
         slot: format!("slot_{}", db.name),
         live: LiveConfig::new(SECRET.to_vec()),
     })
@@ -640,5 +741,294 @@ async fn the_app_says_what_to_change_when_postgres_cannot_replicate() {
     assert!(
         message.contains(&format!("ALTER ROLE \"{role}\" WITH REPLICATION")),
         "{message}"
+    );
+}
+
+#[tokio::test]
+async fn new_list_is_a_post_from_this_site_only() {
+    let (addr, db) = start().await;
+    let ours = format!("http://{addr}");
+
+    // A GET of /new (a link, a prefetch, an <img src>) creates nothing.
+    let r = request(addr, "GET", "/new", &[("Origin", &ours)]).await;
+    assert_eq!(r.status, 405, "{}", r.body);
+    assert_eq!(r.allow.as_deref(), Some("POST"));
+    let r = request(addr, "GET", "/", &[]).await;
+    assert_eq!(r.status, 200);
+    assert_eq!(list_ids(&db).await, Vec::<i64>::new());
+
+    // Posted from another site, or not saying where from: 403 with a reason, nothing created.
+    let (ftp, suffixed, pathed) = (
+        format!("ftp://{addr}"),
+        format!("http://{addr}.evil.example"),
+        format!("http://evil.example/{addr}"),
+    );
+    let foreign = [
+        vec![("Origin", "http://evil.example")],
+        vec![("Origin", "null")],
+        vec![
+            ("Origin", "https://evil.example"),
+            ("Sec-Fetch-Site", "same-origin"),
+        ],
+        vec![("Origin", ftp.as_str())],
+        vec![("Origin", suffixed.as_str())],
+        vec![("Origin", pathed.as_str())],
+    ];
+    for headers in &foreign {
+        let r = post_new(addr, headers).await;
+        assert_eq!(r.status, 403, "{headers:?}: {}", r.body);
+        assert!(
+            r.body.contains("from another site"),
+            "{headers:?}: {}",
+            r.body
+        );
+    }
+    for headers in [vec![], vec![("Sec-Fetch-Site", "cross-site")]] {
+        let r = post_new(addr, &headers).await;
+        assert_eq!(r.status, 403, "{headers:?}: {}", r.body);
+        assert!(
+            r.body.contains("does not say which site"),
+            "{headers:?}: {}",
+            r.body
+        );
+    }
+    assert_eq!(list_ids(&db).await, Vec::<i64>::new());
+
+    // From this site (http or https, as behind a TLS proxy; or only Sec-Fetch-Site): created.
+    let mut made = Vec::new();
+    let tls = format!("https://{addr}");
+    for headers in [
+        vec![("Origin", ours.as_str())],
+        vec![("Origin", tls.as_str())],
+        vec![("Sec-Fetch-Site", "same-origin")],
+    ] {
+        made.push(redirected_list(&post_new(addr, &headers).await));
+    }
+    made.sort();
+    assert_eq!(list_ids(&db).await, made);
+    let (status, _) = get(addr, &format!("/lists/{}", made[0])).await;
+    assert_eq!(status, 200);
+    // `/` does not hand out an existing list's link.
+    let (status, body) = get(addr, "/").await;
+    assert_eq!(status, 200);
+    for id in &made {
+        assert!(!body.contains(&id.to_string()), "{body}");
+    }
+}
+
+#[tokio::test]
+async fn the_new_list_buttons_create_lists_in_a_real_browser() {
+    let (addr, db) = start().await;
+    let b = Browser::start().await;
+    b.client
+        .goto(&format!("http://{addr}/"))
+        .await
+        .expect("goto");
+    b.wait_js("return document.querySelector('form.new-list button') !== null")
+        .await;
+    assert_eq!(list_ids(&db).await, Vec::<i64>::new());
+
+    // The start page's button: a list, opened.
+    b.find("form.new-list button").await.click().await.unwrap();
+    b.wait_js("return location.pathname.startsWith('/lists/')")
+        .await;
+    b.wait_connected().await;
+    let path = b.js("return location.pathname").await;
+    let first: i64 = path
+        .as_str()
+        .and_then(|p| p.strip_prefix("/lists/"))
+        .and_then(|id| id.parse().ok())
+        .unwrap_or_else(|| panic!("not a list page: {path}"));
+    assert_eq!(list_ids(&db).await, vec![first]);
+    add_todo(&b, "in the first list").await;
+    wait_labels(&b, &["in the first list"]).await;
+
+    // The list page's button (in its footer): another, empty list.
+    b.find("footer.info form.new-list button")
+        .await
+        .click()
+        .await
+        .unwrap();
+    b.wait_js(&format!(
+        "return location.pathname.startsWith('/lists/') && location.pathname !== '/lists/{first}'"
+    ))
+    .await;
+    b.wait_connected().await;
+    assert_eq!(labels(&b).await, Vec::<String>::new());
+    let ids = list_ids(&db).await;
+    assert_eq!(ids.len(), 2);
+    assert!(ids.contains(&first));
+    b.close().await;
+}
+
+#[tokio::test]
+async fn list_ids_are_random_and_existing_lists_keep_theirs() {
+    // A database that an older version of the app set up (migration 0001 only), with two lists.
+    let db = TestDb::new("").await;
+    let dir = std::env::temp_dir().join(format!("todo-migrations-{}", db.name));
+    std::fs::create_dir_all(&dir).expect("temp dir");
+    std::fs::write(
+        dir.join("0001_todos.sql"),
+        include_str!("../migrations/0001_todos.sql"),
+    )
+    .expect("copy 0001");
+    sqlx::migrate::Migrator::new(dir.as_path())
+        .await
+        .expect("migrator")
+        .run(&db.pool)
+        .await
+        .expect("migration 0001");
+    std::fs::remove_dir_all(&dir).expect("remove temp dir");
+    let old = [new_list(&db).await, new_list(&db).await];
+    assert_eq!(old, [1, 2], "bigserial ids before 0002");
+    sqlx::query("INSERT INTO todos (list_id, title) VALUES (1, 'kept')")
+        .execute(&db.pool)
+        .await
+        .expect("todo");
+
+    // The app applies 0002: the old lists keep their ids (and links); new ones get random ids.
+    let addr = start_on(&db).await;
+    let (c, topic) = open(addr, "/lists/1").await;
+    assert!(c.html(&topic).contains(">kept</label>"));
+    let mut ids = Vec::new();
+    for _ in 0..5 {
+        ids.push(redirected_list(
+            &post_new(addr, &[("Origin", &format!("http://{addr}"))]).await,
+        ));
+        ids.push(new_list(&db).await); // the column default, as other programs insert
+    }
+    let mut all = list_ids(&db).await;
+    assert_eq!(all[..2], [1, 2]);
+    all.drain(..2);
+    let mut sorted = ids.clone();
+    sorted.sort();
+    assert_eq!(all, sorted);
+    for (i, a) in ids.iter().enumerate() {
+        // Large: a sequence gives 3, 4, ...; a random 63-bit id is above 2^32 but for 1 in 2^31.
+        assert!(*a > i64::from(u32::MAX), "{ids:?}");
+        for b in &ids[i + 1..] {
+            assert!((a - b).abs() > 1, "consecutive ids: {ids:?}");
+        }
+    }
+    let (status, _) = get(addr, &format!("/lists/{}", ids[0])).await;
+    assert_eq!(status, 200);
+}
+
+#[tokio::test]
+async fn long_titles_and_rapid_adds_are_refused_with_a_message() {
+    let (addr, db) = start().await;
+    let list = new_list(&db).await;
+    let (mut c, topic) = open(addr, &format!("/lists/{list}")).await;
+    let add = |title: String| json!({"key": "Enter", "value": title});
+
+    // 1,001 characters: nothing written, the message shown, the text kept in the input.
+    let too_long = "é".repeat(MAX_TITLE_CHARS + 1);
+    let reply = c
+        .event(&topic, "keydown", "add", add(too_long.clone()))
+        .await;
+    assert_eq!(reply["status"], "ok", "{reply}");
+    let html = c.html(&topic);
+    assert!(
+        html.contains(r#"<p class="error" role="alert">That todo is too long: 1001 characters, at most 1000 are allowed.</p>"#),
+        "{html}"
+    );
+    assert!(html.contains(&format!(r#"value="{too_long}""#)), "{html}");
+    // Exactly 1,000 (2,000 bytes): added, the message cleared.
+    let reply = c
+        .event(&topic, "keydown", "add", add("é".repeat(MAX_TITLE_CHARS)))
+        .await;
+    assert_eq!(reply["status"], "ok", "{reply}");
+    assert!(!c.html(&topic).contains("class=\"error\""));
+    assert!(
+        c.wait_html(&topic, Duration::from_secs(5), |h| h
+            .contains("<label live-dblclick"))
+            .await
+    );
+    assert_eq!(todo_count(&db, list).await, 1);
+
+    // An edit gets the same cap: nothing written, the message, the edit stays open.
+    let id: i64 = sqlx::query_scalar("SELECT id FROM todos WHERE list_id = $1")
+        .bind(list)
+        .fetch_one(&db.pool)
+        .await
+        .expect("id");
+    c.event(&topic, "dblclick", "edit", json!({"id": id.to_string()}))
+        .await;
+    let reply = c
+        .event(
+            &topic,
+            "keydown",
+            "save",
+            json!({"id": id.to_string(), "key": "Enter", "value": too_long}),
+        )
+        .await;
+    assert_eq!(reply["status"], "ok", "{reply}");
+    let html = c.html(&topic);
+    assert!(html.contains("too long: 1001 characters"), "{html}");
+    assert!(html.contains(r#"class="editing""#), "{html}");
+    let stored: String = sqlx::query_scalar("SELECT title FROM todos WHERE id = $1")
+        .bind(id)
+        .fetch_one(&db.pool)
+        .await
+        .expect("title");
+    assert_eq!(stored, "é".repeat(MAX_TITLE_CHARS));
+    let reply = c
+        .event(
+            &topic,
+            "keydown",
+            "save",
+            json!({"id": id.to_string(), "key": "Enter", "value": "short"}),
+        )
+        .await;
+    assert_eq!(reply["status"], "ok", "{reply}");
+    assert!(!c.html(&topic).contains("class=\"error\""));
+    assert!(
+        c.wait_html(&topic, Duration::from_secs(5), |h| h
+            .contains(">short</label>"))
+            .await
+    );
+
+    // 25 adds as fast as the socket takes them, from a new view (its bucket is full): the
+    // bucket holds 20, refilled 2 per second, so the burst writes 20 (21 or 22 if the server
+    // is slow), and the rest are refused.
+    let (mut c, topic) = open(addr, &format!("/lists/{list}")).await;
+    let mut refs = Vec::new();
+    for i in 0..25 {
+        let payload = json!({"type": "keydown", "event": "add", "value": {"key": "Enter", "value": format!("rapid {i}")}});
+        refs.push(c.send_frame(Some(&topic), &topic, "event", payload).await);
+    }
+    for r in &refs {
+        let reply = c.reply(r).await;
+        assert_eq!(reply["status"], "ok", "{reply}");
+    }
+    let html = c.html(&topic);
+    assert!(
+        html.contains("Too many todos at once: wait a moment, then press Enter again."),
+        "{html}"
+    );
+    assert!(html.contains(r#"value="rapid 24""#), "{html}");
+    let rapid: i64 = sqlx::query_scalar(
+        "SELECT count(*) FROM todos WHERE list_id = $1 AND title LIKE 'rapid %'",
+    )
+    .bind(list)
+    .fetch_one(&db.pool)
+    .await
+    .expect("count");
+    let burst = i64::from(ADD_BURST);
+    assert!(
+        (burst..=burst + 2).contains(&rapid),
+        "{rapid} of 25 rapid adds written"
+    );
+    // After a pause there are tokens again: the add succeeds and the message goes.
+    tokio::time::sleep(Duration::from_millis(1100)).await;
+    let reply = c
+        .event(&topic, "keydown", "add", add("after a pause".into()))
+        .await;
+    assert_eq!(reply["status"], "ok", "{reply}");
+    assert!(!c.html(&topic).contains("class=\"error\""));
+    assert!(
+        c.wait_html(&topic, Duration::from_secs(5), |h| h
+            .contains(">after a pause</label>"))
+            .await
     );
 }

@@ -652,9 +652,68 @@ async function joined(body, rendered, opts = {}) {
     assert.equal(d.title, 'Nouveau');
     ws.recv([j[0], null, j[2], 'patch', { to: '/lists/2', replace: true }]);
     assert.equal(w.location.pathname, '/lists/2');
+    const assigned = [];
+    w.Live._internals.assign = (u) => assigned.push(u);
+    ws.recv([j[0], null, j[2], 'redirect', { to: '/lists/3' }]);
+    eq(assigned, ['http://example.test/lists/3']);
     // frames for another join ref are ignored
     ws.recv(['999', null, j[2], 'title', { title: 'stale' }]);
     assert.equal(d.title, 'Nouveau');
+  });
+
+  // Targets a server push or a live-patch link must never be followed to.
+  const FOREIGN = ['javascript:alert(1)', ' JavaScript:alert(1)', 'data:text/html,<b>x</b>', '//evil.example/x',
+    'https://evil.example/lists/1', 'https://example.test/lists/2', 'http://example.test:8080/lists/2'];
+
+  await test('redirect push: same-origin targets followed, foreign ones refused and logged', async () => {
+    for (const to of FOREIGN) {
+      const { ws, w, logs } = await joined(rootHtml(), { s: ['<p>x</p>'], l: [] });
+      const assigned = [];
+      w.Live._internals.assign = (u) => assigned.push(u);
+      const j = ws.find('join')[0];
+      ws.recv([j[0], null, j[2], 'redirect', { to }]);
+      eq(assigned, [], to);
+      assert.equal(w.location.href, 'http://example.test/lists/1', to);
+      assert.ok(logs.error.some((e) => e.includes('redirect to') && e.includes('refused')), `${to}: ${logs.error}`);
+      assert.equal(w.Live.socket.unloading, false, `${to}: the socket still reconnects`);
+    }
+    const { ws, w, logs } = await joined(rootHtml(), { s: ['<p>x</p>'], l: [] });
+    const assigned = [];
+    w.Live._internals.assign = (u) => assigned.push(u);
+    const j = ws.find('join')[0];
+    ws.recv([j[0], null, j[2], 'redirect', { to: '/lists/2?filter=active' }]);
+    eq(assigned, ['http://example.test/lists/2?filter=active']);
+    eq(logs.error, []);
+  });
+
+  await test('patch push: same-origin targets pushed, foreign ones refused and logged', async () => {
+    for (const to of FOREIGN) {
+      const { ws, w, logs } = await joined(rootHtml(), { s: ['<p>x</p>'], l: [] });
+      const j = ws.find('join')[0];
+      const before = w.history.length;
+      for (const replace of [false, true]) ws.recv([j[0], null, j[2], 'patch', { to, replace }]);
+      assert.equal(w.location.href, 'http://example.test/lists/1', to);
+      assert.equal(w.history.length, before, to);
+      assert.equal(logs.error.filter((e) => e.includes('patch to') && e.includes('refused')).length, 2, `${to}: ${logs.error}`);
+    }
+    const { ws, w, logs } = await joined(rootHtml(), { s: ['<p>x</p>'], l: [] });
+    const j = ws.find('join')[0];
+    ws.recv([j[0], null, j[2], 'patch', { to: 'http://example.test/lists/3?filter=completed', replace: false }]);
+    assert.equal(w.location.href, 'http://example.test/lists/3?filter=completed');
+    eq(logs.error, []);
+  });
+
+  await test('live-patch link: foreign targets refused (no navigation, no params) and logged', async () => {
+    for (const href of FOREIGN) {
+      const m = { s: [`<a id="x" href="${href.replace(/"/g, '&quot;')}" live-patch>x</a>`], l: [] };
+      const { ws, d, w, logs } = await joined(rootHtml(), m);
+      const evt = new w.MouseEvent('click', { bubbles: true, cancelable: true, button: 0 });
+      d.getElementById('x').dispatchEvent(evt);
+      assert.equal(evt.defaultPrevented, true, `${href}: the browser does not follow it either`);
+      assert.equal(w.location.href, 'http://example.test/lists/1', href);
+      assert.equal(ws.find('params').length, 0, href);
+      assert.ok(logs.error.some((e) => e.includes('live-patch to') && e.includes('refused')), `${href}: ${logs.error}`);
+    }
   });
 
   await test('robustness: bad frames are logged and do not break other views', async () => {

@@ -85,8 +85,18 @@ async fn main() -> ExitCode {
         Ok(a) => println!("Todo app running at http://{a}/  (Ctrl-C to stop)"),
         Err(_) => println!("Todo app running on {addr}"),
     }
-    let shutdown = async {
-        let _ = tokio::signal::ctrl_c().await;
+    if let Some(pg) = &cluster {
+        println!(
+            "Change a row and watch every window update:\n  {} -c \"UPDATE todos SET title = title || ' (from psql)'\"",
+            pg.psql_command("todo")
+        );
+    }
+    // Ctrl-C or SIGTERM (systemd, containers): stop accepting, tell the websockets to
+    // reconnect, finish open requests (with a deadline), then stop the private Postgres.
+    let stopping = live.clone();
+    let shutdown = async move {
+        live_core::shutdown_signal().await;
+        stopping.shutdown().await;
     };
     let result = live_core::serve_until(listener, app, shutdown).await;
     live.shutdown().await;
