@@ -19,6 +19,14 @@
   const safe = (fn, what) => {
     try { return fn(); } catch (e) { console.error(`live: ${what} failed`, e); }
   };
+  /** `to` made absolute if it is an http(s) URL of this page's origin; else logged and null. */
+  const sameOrigin = (to, what) => {
+    let u = null;
+    try { u = new URL(to, location.href); } catch (e) { /* not a URL: refused below */ }
+    if (u && (u.protocol === 'http:' || u.protocol === 'https:') && u.origin === location.origin) return u.href;
+    console.error(`live: ${what} to ${JSON.stringify(String(to))} refused: not this page's origin`);
+    return null;
+  };
 
   // ==== The rendered model (pure): {s: [static, …], l: [[[key, html], …], …]}
 
@@ -650,12 +658,24 @@
       p = p && typeof p === 'object' ? p : {};
       if ((event === 'redirect' || event === 'patch') && typeof p.to !== 'string') console.error(`live: ${event} without "to"`);
       else if (event === 'diff') this.onDiff(p);
-      else if (event === 'redirect') { this.socket.unloading = true; location.assign(p.to); }
-      else if (event === 'patch') history[p.replace ? 'replaceState' : 'pushState'](null, '', p.to);
+      else if (event === 'redirect' || event === 'patch') this.navigate(event, p);
       else if (event === 'title') document.title = p.title;
       else if (event === 'push_event') this.dispatch(p.event, p.payload);
       else if (event === 'error') this.crash(`crashed on the server: ${p.reason}`, false);
       else console.error(`live: unknown event ${event} for ${this.id}`);
+    }
+
+    /** A server `redirect` or `patch`: followed only within this origin. */
+    navigate(event, p) {
+      const to = sameOrigin(p.to, event);
+      if (!to) return;
+      if (event === 'patch') {
+        // A patch to other path parameters comes with a token signed for them (rejoins use it).
+        if (typeof p.token === 'string') this.token = p.token;
+        return history[p.replace ? 'replaceState' : 'pushState'](null, '', to);
+      }
+      this.socket.unloading = true;
+      internals.assign(to);
     }
 
     onDiff(d) {
@@ -750,6 +770,11 @@
     pushParams(url) {
       if (this.state !== 'joined') return; // a later join sends location.href anyway
       this.socket.push(this.joinRef, this.topic, 'params', { url }, (status, resp) => {
+        // Other path parameters than the page's token was signed for: load that page.
+        if (status !== 'ok' && resp.reason === 'navigate') {
+          this.socket.unloading = true;
+          return internals.assign(url);
+        }
         if (status !== 'ok') console.warn(`live: params failed: ${resp.reason}`);
       });
     }
@@ -844,9 +869,11 @@
     }
     const a = type === 'click' && !prevented ? t.closest('a[live-patch][href]') : null;
     if (!a || e.button !== 0 || e.metaKey || e.ctrlKey || e.shiftKey || e.altKey) return;
-    if ((a.target && a.target !== '_self') || new URL(a.href).origin !== location.origin) return;
+    if (a.target && a.target !== '_self') return;
     e.preventDefault();
-    history.pushState(null, '', a.href);
+    const to = sameOrigin(a.href, 'live-patch');
+    if (!to) return;
+    history.pushState(null, '', to);
     const own = viewFor(a);
     for (const v of own ? [own] : views.values()) v.pushParams(location.href);
   }
@@ -987,6 +1014,7 @@
     fnv1a, applyTextOps, applyRowOps, applyDiff, checkRendered, renderModel, modelLength, staticsHash,
     morph, collectFields, liveValues, DiffError,
     reload: () => location.reload(), // replaceable in tests
+    assign: (url) => location.assign(url), // replaceable in tests
   };
 
   window.Live = { get socket() { return socket; }, views, connect, disconnect, _internals: internals };

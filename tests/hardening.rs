@@ -51,7 +51,11 @@ async fn rows_from_the_mount_replay_are_deleted_under_default_identity() {
         let (mut c, t) = open(addr, &format!("/d/{list}")).await;
         writer.await.expect("writer");
         let ok = c.wait_html(&t, WAIT, |h| rows(h).len() == 300).await;
-        assert!(ok, "trial {trial}: view shows {} rows", rows(&c.html(&t)).len());
+        assert!(
+            ok,
+            "trial {trial}: view shows {} rows",
+            rows(&c.html(&t)).len()
+        );
         sqlx::query("DELETE FROM items_d WHERE list_id = $1")
             .bind(list)
             .execute(&db.pool)
