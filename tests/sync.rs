@@ -406,3 +406,31 @@ async fn the_slot_does_not_pin_wal_while_watched_tables_are_quiet() {
         .expect("slot exists");
     assert!(lag >= 0);
 }
+
+/// Regression (issue 8): `sync` hooks run for the GET render too, so the first HTML equals the
+/// connected render (and the page is right with JavaScript off). The rows are stored out of
+/// order; the views' hook sorts them by id.
+#[tokio::test]
+async fn the_first_render_equals_the_connected_render() {
+    let db = TestDb::new(items::SCHEMA).await;
+    exec(
+        &db,
+        "INSERT INTO items (id, list_id, title) VALUES (3, 1, 'c'), (1, 1, 'a'), (2, 1, 'b')",
+    )
+    .await;
+    let (addr, _live) = items::start(&db).await;
+    let (status, body) = live_tests::get(addr, "/lists/1").await;
+    assert_eq!(status, 200);
+    let (_, id) = live_tests::page_token(&body);
+    // The container's inner HTML, as the GET sent it.
+    let open_tag = body.find(&format!("id=\"{id}\"")).expect("container");
+    let start = body[open_tag..].find('>').expect("tag end") + open_tag + 1;
+    let end = body.rfind("</div>").expect("container end");
+    let first = &body[start..end];
+    let (c, topic) = open(addr, "/lists/1").await;
+    assert_eq!(
+        rows(first),
+        vec![(1, "a".into()), (2, "b".into()), (3, "c".into())]
+    );
+    assert_eq!(first, c.html(&topic), "GET and connected renders differ");
+}

@@ -3,6 +3,7 @@
 //! ```text
 //! cargo run --release -p live-bench -- scale all        # scenarios 1–6 (or: scale 2)
 //! cargo run --release -p live-bench -- replication      # bulk decode rate vs pg_recvlogical
+//! cargo run --release -p live-bench -- attack [EXE]     # hostile clients (vs another build)
 //! ```
 //!
 //! Each run starts a private Postgres (`wal_level=logical`) and the app server as a child
@@ -100,6 +101,12 @@ struct Server {
 impl Server {
     fn start(url: &str) -> Server {
         let exe = std::env::current_exe().expect("current exe");
+        Server::start_exe(&exe, url)
+    }
+
+    /// Starts the `serve` mode of a live-bench binary (this one, or a build of another
+    /// version of the code, for a baseline in the same run).
+    fn start_exe(exe: &std::path::Path, url: &str) -> Server {
         let mut child = Command::new(exe)
             .args(["serve", url])
             .stdout(Stdio::piped())
@@ -583,7 +590,11 @@ async fn replication() {
         let status = Command::new("pg_recvlogical")
             .args([
                 "-d",
-                &format!("host=127.0.0.1 port={} user=postgres dbname=bench", db.port),
+                &format!(
+                    "host=127.0.0.1 port={} user=postgres password={} dbname=bench",
+                    db.port,
+                    db._pg.password()
+                ),
             ])
             .args([
                 "--slot",
@@ -694,6 +705,186 @@ async fn replication() {
     println!("structs_vs_pg_recvlogical: {:.2} ratio", stream / recv);
 }
 
+/// A websocket to the server with a browser's `Origin`.
+async fn ws_connect(
+    port: u16,
+) -> tokio_tungstenite::WebSocketStream<tokio_tungstenite::MaybeTlsStream<TcpStream>> {
+    let mut req = format!("ws://127.0.0.1:{port}/live/websocket")
+        .into_client_request()
+        .expect("request");
+    req.headers_mut().insert(
+        "Origin",
+        format!("http://127.0.0.1:{port}").parse().expect("origin"),
+    );
+    tokio_tungstenite::connect_async(req)
+        .await
+        .expect("connect")
+        .0
+}
+
+/// GETs a page; returns its latency and whether it answered 200.
+async fn timed_get(port: u16, list: i64) -> (f64, bool) {
+    let t = Instant::now();
+    let Ok(mut s) = TcpStream::connect(("127.0.0.1", port)).await else {
+        return (t.elapsed().as_secs_f64() * 1e3, false);
+    };
+    let req = format!(
+        "GET /lists/{list} HTTP/1.1\r\nHost: 127.0.0.1:{port}\r\nConnection: close\r\n\r\n"
+    );
+    let mut buf = Vec::new();
+    let ok = s.write_all(req.as_bytes()).await.is_ok()
+        && tokio::time::timeout(Duration::from_secs(30), s.read_to_end(&mut buf))
+            .await
+            .is_ok_and(|r| r.is_ok())
+        && buf.starts_with(b"HTTP/1.1 200");
+    (t.elapsed().as_secs_f64() * 1e3, ok)
+}
+
+/// The red-team attacks of the hardening issue, against one server: (a) 4 sockets × 60 joins
+/// of a list of 4 × 1 MiB rows that never read while those rows change (peak RSS above the
+/// idle server); (b) 150 joins on one socket while another client loads pages (latency).
+async fn attack_one(label: &str, exe: &std::path::Path) -> Vec<String> {
+    let db = database(0, 0).await;
+    sqlx::query("INSERT INTO items (list_id, title) SELECT 1, repeat('x', 1 << 20) FROM generate_series(1, 4)")
+        .execute(&db.pool)
+        .await
+        .expect("big rows");
+    sqlx::query(
+        "INSERT INTO items (list_id, title) SELECT 2, 'row ' || g FROM generate_series(1, 20000) g",
+    )
+    .execute(&db.pool)
+    .await
+    .expect("rows");
+    sqlx::query(
+        "INSERT INTO items (list_id, title) SELECT 3, 'row ' || g FROM generate_series(1, 20) g",
+    )
+    .execute(&db.pool)
+    .await
+    .expect("rows");
+    let server = Server::start_exe(exe, &db.url);
+    // Idle baseline: one page served.
+    let _ = page_token(server.port, 3).await;
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    let idle = server.rss_kib();
+
+    // Control: the same writes with one reader that keeps up (what the writes alone cost:
+    // the replay ring of the mount fence holds the recent big transactions).
+    let writes = |secs: u64, seed: u64| {
+        let pool = db.pool.clone();
+        async move {
+            let ids: Vec<i64> =
+                sqlx::query_scalar("SELECT id FROM items WHERE list_id = 1 ORDER BY id")
+                    .fetch_all(&pool)
+                    .await
+                    .expect("ids");
+            let t = Instant::now();
+            let mut n = seed;
+            while t.elapsed() < Duration::from_secs(secs) {
+                let id = ids[(n as usize) % ids.len()];
+                let _ = sqlx::query("UPDATE items SET title = repeat($1, 1 << 20) WHERE id = $2")
+                    .bind(format!("{}", n % 10))
+                    .bind(id)
+                    .execute(&pool)
+                    .await;
+                n += 1;
+                tokio::time::sleep(Duration::from_millis(500)).await;
+            }
+        }
+    };
+    let (token, id) = page_token(server.port, 1).await;
+    let mut reader = ws_connect(server.port).await;
+    let topic = format!("lv:{id}-r");
+    let join = serde_json::json!([topic, "1", topic, "join", {"token": token, "url": format!("http://127.0.0.1:{}/lists/1", server.port)}]);
+    let _ = reader.send(Message::Text(join.to_string().into())).await;
+    let reading = tokio::spawn(async move { while let Some(Ok(_)) = reader.next().await {} });
+    let control = tokio::spawn(writes(20, 0));
+    let mut control_peak = idle;
+    while !control.is_finished() {
+        tokio::time::sleep(Duration::from_millis(100)).await;
+        control_peak = control_peak.max(server.rss_kib());
+    }
+    reading.abort();
+    let control_above = control_peak.saturating_sub(idle) as f64 / 1024.0;
+    println!("attack_{label}_control_peak_rss_above_idle: {control_above:.1} MiB");
+
+    // (a) Stalled readers.
+    let mut stalled = Vec::new();
+    for s in 0..4 {
+        let mut ws = ws_connect(server.port).await;
+        for j in 0..60 {
+            let topic = format!("lv:{id}-{s}-{j}");
+            let join = serde_json::json!([topic, "1", topic, "join", {"token": token, "url": format!("http://127.0.0.1:{}/lists/1", server.port)}]);
+            let _ = ws.send(Message::Text(join.to_string().into())).await;
+        }
+        stalled.push(ws); // never read again
+    }
+    let attack = tokio::spawn(writes(40, 1000));
+    let mut peak = idle;
+    while !attack.is_finished() {
+        tokio::time::sleep(Duration::from_millis(100)).await;
+        peak = peak.max(server.rss_kib());
+    }
+    drop(stalled);
+    let above = peak.saturating_sub(idle) as f64 / 1024.0;
+    let over_control = peak.saturating_sub(control_peak) as f64 / 1024.0;
+    println!("attack_{label}_idle_rss: {idle} KiB");
+    println!("attack_{label}_peak_rss_above_idle: {above:.1} MiB");
+    println!("attack_{label}_peak_rss_above_control: {over_control:.1} MiB");
+
+    // (b) A mount flood on one socket while another client loads pages.
+    let (token, id) = page_token(server.port, 2).await;
+    let mut flood = ws_connect(server.port).await;
+    for j in 0..150 {
+        let topic = format!("lv:{id}-f{j}");
+        let join = serde_json::json!([topic, "1", topic, "join", {"token": token, "url": format!("http://127.0.0.1:{}/lists/2", server.port)}]);
+        let _ = flood.send(Message::Text(join.to_string().into())).await;
+    }
+    let reader = tokio::spawn(async move {
+        // The flooding client reads (it only wants the pool).
+        while let Some(Ok(_)) = flood.next().await {}
+    });
+    let mut lat = Vec::new();
+    let mut failed = 0;
+    for _ in 0..200 {
+        let (ms, ok) = timed_get(server.port, 3).await;
+        lat.push(ms);
+        if !ok {
+            failed += 1;
+        }
+    }
+    reader.abort();
+    lat.sort_by(|a, b| a.total_cmp(b));
+    let (p50, p99, max) = (
+        percentile(&lat, 0.5),
+        percentile(&lat, 0.99),
+        lat.last().copied().unwrap_or(f64::NAN),
+    );
+    println!("attack_{label}_page_load_during_flood_p50: {p50:.1} ms");
+    println!("attack_{label}_page_load_during_flood_p99: {p99:.1} ms");
+    println!("attack_{label}_page_load_during_flood_max: {max:.1} ms");
+    println!("attack_{label}_page_load_failures: {failed} of 200");
+    vec![format!(
+        "| {label} | {control_above:.1} MiB | {above:.1} MiB | {over_control:.1} MiB | {p50:.1} ms | {p99:.1} ms | {max:.1} ms | {failed} of 200 |"
+    )]
+}
+
+/// `attack [BASELINE_EXE]`: the attacks against this build, and against a build of another
+/// version of the code (its live-bench binary) in the same run.
+async fn attack(baseline: Option<String>) {
+    let mut table = vec![
+        "| server | control: the writes, one reader (peak RSS above idle) | attack: + 4 × 60 stalled joins (peak above idle) | attack above control | page load p50 during a 150-join flood | p99 | max | failed |".to_string(),
+        "|---|---|---|---|---|---|---|---|".to_string(),
+    ];
+    if let Some(b) = baseline {
+        table.extend(attack_one("baseline", std::path::Path::new(&b)).await);
+    }
+    let me = std::env::current_exe().expect("current exe");
+    table.extend(attack_one("this_build", &me).await);
+    for l in table {
+        println!("{l}");
+    }
+}
+
 fn main() {
     raise_fd_limit();
     let args: Vec<String> = std::env::args().collect();
@@ -709,8 +900,11 @@ fn main() {
         }
         "scale" => rt.block_on(scale(args.get(2).map(String::as_str).unwrap_or("all"))),
         "replication" => rt.block_on(replication()),
+        "attack" => rt.block_on(attack(args.get(2).cloned())),
         _ => {
-            eprintln!("usage: live-bench scale [1|2|3|4|5|6|all] | replication");
+            eprintln!(
+                "usage: live-bench scale [1|2|3|4|5|6|all] | replication | attack [BASELINE_EXE]"
+            );
         }
     }
 }

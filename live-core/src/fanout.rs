@@ -13,7 +13,7 @@
 
 use std::any::TypeId;
 use std::collections::{HashMap, HashSet, VecDeque};
-use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard};
 
 use tokio::sync::mpsc;
@@ -127,7 +127,29 @@ pub(crate) struct Gap;
 struct ViewEntry {
     tx: mpsc::Sender<Box<Delivery>>,
     overflow: Arc<AtomicBool>,
+    /// Bytes of the transactions in the mailbox (a view that does not take its deliveries
+    /// must not keep transactions alive past the ring).
+    pending: Arc<AtomicUsize>,
     keys: Vec<(TypeId, Key)>,
+}
+
+/// A view's mailbox, as the view holds it.
+pub(crate) struct Mailbox {
+    pub id: ViewId,
+    pub rx: mpsc::Receiver<Box<Delivery>>,
+    pub overflow: Arc<AtomicBool>,
+    pending: Arc<AtomicUsize>,
+}
+
+impl Mailbox {
+    /// Takes a delivery out of the byte count of the mailbox.
+    pub(crate) fn taken(&self, d: &Delivery) {
+        let _ = self
+            .pending
+            .fetch_update(Ordering::AcqRel, Ordering::Acquire, |p| {
+                Some(p.saturating_sub(d.txn.bytes))
+            });
+    }
 }
 
 #[derive(Default)]
@@ -160,6 +182,8 @@ struct State {
 #[derive(Debug, Clone)]
 pub(crate) struct FanoutLimits {
     pub mailbox: usize,
+    /// Bytes of transactions one view's mailbox may hold; past it the view reloads.
+    pub mailbox_bytes: usize,
     pub ring_txns: usize,
     pub ring_bytes: usize,
 }
@@ -168,6 +192,7 @@ impl Default for FanoutLimits {
     fn default() -> Self {
         FanoutLimits {
             mailbox: 256,
+            mailbox_bytes: 8 << 20,
             ring_txns: 4096,
             ring_bytes: 32 << 20,
         }
@@ -266,19 +291,26 @@ impl Fanout {
     }
 
     /// Creates a view entry with a mailbox (no keys yet).
-    pub(crate) fn add_view(&self) -> (ViewId, mpsc::Receiver<Box<Delivery>>, Arc<AtomicBool>) {
+    pub(crate) fn add_view(&self) -> Mailbox {
         let id = self.next_id.fetch_add(1, Ordering::Relaxed);
         let (tx, rx) = mpsc::channel(self.limits.mailbox);
         let overflow = Arc::new(AtomicBool::new(false));
+        let pending = Arc::new(AtomicUsize::new(0));
         self.lock().views.insert(
             id,
             ViewEntry {
                 tx,
                 overflow: overflow.clone(),
+                pending: pending.clone(),
                 keys: Vec::new(),
             },
         );
-        (id, rx, overflow)
+        Mailbox {
+            id,
+            rx,
+            overflow,
+            pending,
+        }
     }
 
     /// Removes a view (its mailbox closes).
@@ -553,8 +585,16 @@ impl Fanout {
                 txn: txn.clone(),
                 items,
             };
+            if entry.pending.load(Ordering::Acquire) + txn.bytes > self.limits.mailbox_bytes {
+                if !entry.overflow.swap(true, Ordering::AcqRel) {
+                    tracing::warn!(view, "view mailbox over its byte cap; it will reload");
+                }
+                continue;
+            }
             match entry.tx.try_send(Box::new(d)) {
-                Ok(()) => {}
+                Ok(()) => {
+                    entry.pending.fetch_add(txn.bytes, Ordering::AcqRel);
+                }
                 Err(mpsc::error::TrySendError::Full(_)) => {
                     if !entry.overflow.swap(true, Ordering::AcqRel) {
                         tracing::warn!(view, "view mailbox full; it will reload");

@@ -24,7 +24,7 @@ use crate::token::{
     SESSION_COOKIE, Session, SessionCookie, Signer, ViewToken, session_from_headers,
 };
 use crate::view::{
-    Ctx, DbSlot, InfoSlot, LiveView, Mount, Params, Push, ViewError, is_stale_statement,
+    Ctx, DbSlot, InfoSlot, LiveView, Mount, Params, Push, SyncCtx, ViewError, is_stale_statement,
 };
 use crate::watch::{ChangeStream, Key, KeyValue, Watch, WatchTypes};
 
@@ -890,6 +890,14 @@ async fn render_page<V: LiveView>(
         Ok(v) => v,
         Err(e) => return error_page(&rt, &e),
     };
+    // The same steps as a connected mount, so the first HTML equals the connected render
+    // (and the page is right without JavaScript): sync hooks, then params.
+    {
+        let mut ctx = SyncCtx::<V> { state: &rt.state };
+        if let Err(e) = view.run_sync_hooks(&mut ctx).await {
+            tracing::error!(error = %e, "sync hook failed");
+        }
+    }
     let mut info = InfoSlot::<V::Message>::new();
     let mut pushes = Vec::new();
     {

@@ -9,7 +9,7 @@
 use std::marker::PhantomData;
 use std::panic::AssertUnwindSafe;
 use std::sync::Arc;
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::Ordering;
 use std::time::Duration;
 
 use futures_util::FutureExt;
@@ -17,7 +17,7 @@ use tokio::sync::{OwnedSemaphorePermit, Semaphore, mpsc};
 use tracing::Instrument;
 
 use crate::diff::{Patch, encode_diff, full_payload, model_in_pieces};
-use crate::fanout::{Delivery, Fanout, Gap, Op, Snapshot, ViewId};
+use crate::fanout::{Delivery, Fanout, Gap, Mailbox, Op, Snapshot};
 use crate::protocol::{error_reply, frame, reply};
 use crate::render::{Rendered, render_tracked};
 use crate::router::Runtime;
@@ -85,6 +85,52 @@ impl Outbound {
             .acquire_many_owned(cost)
             .await
             .map_err(|_| ())?;
+        self.tx
+            .send(Box::new(OutFrame {
+                text,
+                _permit: permit,
+            }))
+            .await
+            .map_err(|_| ())
+    }
+
+    /// Waits until `bytes` (at most the cap) fit in the queue and holds them for frames about
+    /// to be built, so a view whose client does not read builds nothing it cannot queue.
+    pub(crate) async fn reserve(&self, bytes: usize) -> Result<OwnedSemaphorePermit, ()> {
+        let n = bytes.clamp(1, self.cap) as u32;
+        self.budget
+            .clone()
+            .acquire_many_owned(n)
+            .await
+            .map_err(|_| ())
+    }
+
+    /// Queues a frame, paying from `room` (a reservation) when it is big enough. A reservation
+    /// too small is given back before waiting for the whole frame's share (never hold and
+    /// wait: two views could each hold part of the budget and wait for the rest).
+    pub(crate) async fn send_from(
+        &self,
+        text: String,
+        room: &mut Option<OwnedSemaphorePermit>,
+    ) -> Result<(), ()> {
+        let need = text.len().clamp(1, self.cap);
+        let permit = match room.take() {
+            Some(mut r) if r.num_permits() >= need => {
+                let spare = r.num_permits() - need;
+                if spare > 0 {
+                    *room = r.split(spare);
+                }
+                r
+            }
+            other => {
+                drop(other);
+                self.budget
+                    .clone()
+                    .acquire_many_owned(need as u32)
+                    .await
+                    .map_err(|_| ())?
+            }
+        };
         self.tx
             .send(Box::new(OutFrame {
                 text,
@@ -201,16 +247,14 @@ pub(crate) fn params_for(route: &str, token: &ViewToken, url: &str) -> Params {
 
 struct Subscription {
     fanout: Arc<Fanout>,
-    id: ViewId,
-    rx: mpsc::Receiver<Box<Delivery>>,
-    overflow: Arc<AtomicBool>,
+    mailbox: Mailbox,
     seq_after: u64,
     key: Option<Key>,
 }
 
 impl Drop for Subscription {
     fn drop(&mut self) {
-        self.fanout.remove_view(self.id);
+        self.fanout.remove_view(self.mailbox.id);
     }
 }
 
@@ -219,14 +263,31 @@ struct Wire {
     topic: String,
     join_ref: String,
     out: Outbound,
+    /// Room reserved in the connection's queue for the frames being built.
+    room: Option<OwnedSemaphorePermit>,
 }
 
 impl Wire {
-    async fn send(&self, text: String) -> Result<(), End> {
-        self.out.send(text).await.map_err(|_| End::Gone)
+    /// Reserves room for about `bytes` of frames before building them.
+    async fn reserve(&mut self, bytes: usize) -> Result<(), End> {
+        self.room = None;
+        self.room = Some(self.out.reserve(bytes).await.map_err(|_| End::Gone)?);
+        Ok(())
     }
 
-    async fn push(&self, event: &str, payload: &str) -> Result<(), End> {
+    /// Gives back what is left of the reservation.
+    fn release(&mut self) {
+        self.room = None;
+    }
+
+    async fn send(&mut self, text: String) -> Result<(), End> {
+        self.out
+            .send_from(text, &mut self.room)
+            .await
+            .map_err(|_| End::Gone)
+    }
+
+    async fn push(&mut self, event: &str, payload: &str) -> Result<(), End> {
         self.send(frame(
             Some(&self.join_ref),
             None,
@@ -237,7 +298,7 @@ impl Wire {
         .await
     }
 
-    async fn reply_ok(&self, msg_ref: Option<&str>, response: &str) -> Result<(), End> {
+    async fn reply_ok(&mut self, msg_ref: Option<&str>, response: &str) -> Result<(), End> {
         self.send(reply(
             Some(&self.join_ref),
             msg_ref,
@@ -248,7 +309,7 @@ impl Wire {
         .await
     }
 
-    async fn reply_error(&self, msg_ref: Option<&str>, reason: &str) -> Result<(), End> {
+    async fn reply_error(&mut self, msg_ref: Option<&str>, reason: &str) -> Result<(), End> {
         self.send(error_reply(
             Some(&self.join_ref),
             msg_ref,
@@ -293,17 +354,12 @@ async fn run<V: LiveView>(rt: Arc<Runtime<V::State>>, req: JoinRequest) {
     V::watch_types(&mut types);
     let watched = !types.types.is_empty();
     let sub = match (&rt.sync, watched) {
-        (Some(sync), true) => {
-            let (id, rx, overflow) = sync.fanout.add_view();
-            Some(Subscription {
-                fanout: sync.fanout.clone(),
-                id,
-                rx,
-                overflow,
-                seq_after: 0,
-                key: None,
-            })
-        }
+        (Some(sync), true) => Some(Subscription {
+            fanout: sync.fanout.clone(),
+            mailbox: sync.fanout.add_view(),
+            seq_after: 0,
+            key: None,
+        }),
         _ => None,
     };
     // Messages that arrive while the view mounts wait for it (the inbox is bounded).
@@ -358,6 +414,7 @@ async fn run<V: LiveView>(rt: Arc<Runtime<V::State>>, req: JoinRequest) {
             topic,
             join_ref,
             out,
+            room: None,
         },
         session,
         params,
@@ -486,6 +543,7 @@ impl<V: LiveView> ViewSession<V> {
         let tracked = self.render_tracked()?;
         self.model = tracked.model;
         self.title = self.view.title();
+        self.wire.reserve(page_estimate(&self.model)).await?;
         let pieces = model_in_pieces(&self.model, 1, FRAME_BUDGET);
         let response = format!(
             "{{\"rendered\":{},\"v\":1,\"title\":{}}}",
@@ -498,6 +556,7 @@ impl<V: LiveView> ViewSession<V> {
             self.version += 1;
             self.wire.push("diff", &p).await?;
         }
+        self.wire.release();
         self.process_pushes(pushes).await
     }
 
@@ -709,6 +768,7 @@ impl<V: LiveView> ViewSession<V> {
     /// Sends the whole page as a `full` diff, in pieces (see `model_in_pieces`).
     async fn send_whole(&mut self) -> Result<(), End> {
         let v = self.version + 1;
+        self.wire.reserve(page_estimate(&self.model)).await?;
         let pieces = model_in_pieces(&self.model, v, FRAME_BUDGET);
         self.wire
             .push("diff", &full_payload(v, &self.model, &pieces))
@@ -718,6 +778,7 @@ impl<V: LiveView> ViewSession<V> {
             self.version += 1;
             self.wire.push("diff", &p).await?;
         }
+        self.wire.release();
         Ok(())
     }
 
@@ -732,6 +793,8 @@ impl<V: LiveView> ViewSession<V> {
     async fn render_and_send(&mut self) -> Result<(), End> {
         let tracked = self.render_tracked()?;
         let next_version = self.version + 1;
+        // Room first: a view whose client does not read waits here, holding no new frame.
+        self.wire.reserve(diff_estimate(&tracked)).await?;
         let payload = encode_diff(
             &self.model.statics,
             &tracked.model,
@@ -748,6 +811,7 @@ impl<V: LiveView> ViewSession<V> {
             }
             Patch::Whole => self.send_whole().await?,
         }
+        self.wire.release();
         let title = self.view.title();
         if title != self.title {
             self.title = title;
@@ -803,7 +867,9 @@ impl<V: LiveView> ViewSession<V> {
         };
         let mut held = HeldRows::default();
         self.view.held_rows(&mut held);
-        let (replay, seq_after) = sub.fanout.subscribe(sub.id, keys, &held, since, snapshot)?;
+        let (replay, seq_after) =
+            sub.fanout
+                .subscribe(sub.mailbox.id, keys, &held, since, snapshot)?;
         sub.seq_after = seq_after;
         sub.key = key;
         if replay.is_empty() {
@@ -826,7 +892,7 @@ impl<V: LiveView> ViewSession<V> {
         let mut stale = false;
         for attempt in 0..6 {
             if let Some(sub) = &self.sub {
-                sub.overflow.store(false, Ordering::Release);
+                sub.mailbox.overflow.store(false, Ordering::Release);
             }
             // A reload takes a database connection like a mount does.
             let permits = match self.rt.mount_permits(None).await {
@@ -893,15 +959,19 @@ impl<V: LiveView> ViewSession<V> {
         let mut batch = vec![*first];
         let mut overflow = false;
         if let Some(sub) = &mut self.sub {
+            sub.mailbox.taken(&batch[0]);
             while batch.len() < 256 {
-                match sub.rx.try_recv() {
-                    Ok(d) => batch.push(*d),
+                match sub.mailbox.rx.try_recv() {
+                    Ok(d) => {
+                        sub.mailbox.taken(&d);
+                        batch.push(*d);
+                    }
                     Err(_) => break,
                 }
             }
             let after = sub.seq_after;
             batch.retain(|d| d.seq >= after);
-            overflow = sub.overflow.load(Ordering::Acquire);
+            overflow = sub.mailbox.overflow.load(Ordering::Acquire);
         }
         if overflow {
             tracing::info!("view fell behind; reloading");
@@ -951,6 +1021,35 @@ impl<V: LiveView> ViewSession<V> {
     }
 }
 
+/// About how many bytes of frames a whole page makes (JSON escaping included).
+fn page_estimate(m: &Rendered) -> usize {
+    let statics: usize = m.statics.iter().map(String::len).sum();
+    let rows: usize = m
+        .lists
+        .iter()
+        .flat_map(|l| l.rows.iter())
+        .map(|r| r.html.html.len() + r.html.key.as_str().len() + 48)
+        .sum();
+    (statics + rows) / 4 * 5 + 256
+}
+
+/// About how many bytes a diff of this render makes (at most the statics plus the rows of
+/// its operations; JSON escaping included).
+fn diff_estimate(t: &crate::render::Tracked) -> usize {
+    use crate::render::ListOp;
+    let statics: usize = t.model.statics.iter().map(String::len).sum();
+    let rows: usize = t
+        .ops
+        .iter()
+        .flatten()
+        .map(|op| match op {
+            ListOp::Replace(h) | ListOp::Insert { html: h, .. } => h.html.len() + 48,
+            ListOp::Delete(k) | ListOp::Move { key: k, .. } => k.as_str().len() + 48,
+        })
+        .sum();
+    (statics + rows) / 4 * 5 + 256
+}
+
 enum Applied {
     Done,
     Reload,
@@ -965,7 +1064,7 @@ async fn recv_info<M>(rx: &mut Option<mpsc::UnboundedReceiver<Box<M>>>) -> Optio
 
 async fn recv_delivery(sub: &mut Option<Subscription>) -> Option<Box<Delivery>> {
     match sub {
-        Some(s) => s.rx.recv().await,
+        Some(s) => s.mailbox.rx.recv().await,
         None => std::future::pending().await,
     }
 }

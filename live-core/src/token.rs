@@ -274,6 +274,41 @@ mod tests {
     }
 
     #[test]
+    fn session_cookies_expire_and_need_their_own_key() {
+        let cookies = Signer::new(b"secret", "session-cookie");
+        let pages = Signer::new(b"secret", "page-token");
+        let mut s = Session::default();
+        s.insert("user", 7);
+        let headers = |v: String| {
+            let mut h = axum::http::HeaderMap::new();
+            h.insert(
+                axum::http::header::COOKIE,
+                axum::http::HeaderValue::from_str(&format!("other=1; live_session={v}")).unwrap(),
+            );
+            h
+        };
+        let fresh = cookies.sign(&SessionCookie {
+            session: s.clone(),
+            exp: now_secs() + 60,
+        });
+        assert_eq!(
+            session_from_headers(&headers(fresh), &cookies, "live_session"),
+            s
+        );
+        let expired = cookies.sign(&SessionCookie {
+            session: s.clone(),
+            exp: now_secs() - 1,
+        });
+        assert!(session_from_headers(&headers(expired), &cookies, "live_session").is_empty());
+        // The same payload signed for another purpose is refused.
+        let foreign = pages.sign(&SessionCookie {
+            session: s,
+            exp: now_secs() + 60,
+        });
+        assert!(session_from_headers(&headers(foreign), &cookies, "live_session").is_empty());
+    }
+
+    #[test]
     fn expiry() {
         let mut t = ViewToken::new(
             "/".into(),

@@ -13,6 +13,7 @@
 mod cache;
 
 use std::any::Any;
+use std::borrow::Cow;
 use std::cell::RefCell;
 use std::collections::HashSet;
 use std::hash::{Hash, Hasher};
@@ -42,10 +43,13 @@ pub(crate) struct RowEntry {
     pub html: Arc<RowHtml>,
 }
 
+/// A list's name: a literal, or built at run time (one list per column, say).
+pub(crate) type ListName = Cow<'static, str>;
+
 /// A keyed list as the client holds it.
 #[derive(Debug, Clone, Default)]
 pub(crate) struct ListModel {
-    pub name: &'static str,
+    pub name: ListName,
     pub rows: Vec<RowEntry>,
     pub keys: HashSet<Key>,
     pub len16: usize,
@@ -122,7 +126,8 @@ struct ListOut {
 }
 
 struct RenderCx {
-    prev: Vec<ListModel>,
+    /// The previous render's lists, taken as they are matched.
+    prev: Vec<Option<ListModel>>,
     out: Vec<ListOut>,
 }
 
@@ -160,12 +165,12 @@ pub(crate) struct Tracked {
 
 /// Renders with row tracking against `prev` (whose lists are consumed).
 pub(crate) fn render_tracked(prev: &mut Rendered, render: impl FnOnce() -> Markup) -> Tracked {
-    let prev_names: Vec<&'static str> = prev.lists.iter().map(|l| l.name).collect();
+    let prev_names: Vec<ListName> = prev.lists.iter().map(|l| l.name.clone()).collect();
     let prev_statics = prev.statics.len();
     let prev_lists = std::mem::take(&mut prev.lists);
     CX.with(|c| {
         *c.borrow_mut() = Some(RenderCx {
-            prev: prev_lists,
+            prev: prev_lists.into_iter().map(Some).collect(),
             out: Vec::new(),
         })
     });
@@ -184,6 +189,14 @@ pub(crate) fn render_tracked(prev: &mut Rendered, render: impl FnOnce() -> Marku
             let same_shape = prev_statics == statics.len()
                 && prev_names.len() == lists.len()
                 && prev_names.iter().zip(&lists).all(|(n, l)| *n == l.name);
+            // Two lists of one name in one render: matched by name and position, so the
+            // diff stays right, but it is a mistake the developer must see.
+            let mut seen = HashSet::new();
+            for l in &lists {
+                if !seen.insert(&l.name) {
+                    tracing::error!(list = %l.name, "two keyed lists with the same name in one render; give each its own (e.g. format!(\"cards-{{column_id}}\"))");
+                }
+            }
             Tracked {
                 model: Rendered { statics, lists },
                 ops,
@@ -242,7 +255,7 @@ fn split(html: &str, n: usize) -> Option<Vec<String>> {
 
 /// A keyed list being set up; see [`keyed`].
 pub struct Keyed<'a, T, KF, DF> {
-    name: &'static str,
+    name: ListName,
     rows: &'a [Arc<T>],
     key: KF,
     deps: DF,
@@ -274,9 +287,14 @@ pub struct Keyed<'a, T, KF, DF> {
 /// };
 /// assert_eq!(page.into_string(), r#"<ul><li data-live-key="1">milk</li></ul>"#);
 /// ```
+///
+/// The name identifies the list between renders: a literal, or a `String` built at run time
+/// for lists that repeat (`format!("cards-{}", column.id)`). Each list of one render needs its
+/// own name; a repeated name is logged as an error, and the lists are still matched with the
+/// previous render by name and position (so the diff stays right).
 #[track_caller]
 pub fn keyed<'a, T, K, KF>(
-    name: &'static str,
+    name: impl Into<Cow<'static, str>>,
     rows: &'a [Arc<T>],
     key: KF,
 ) -> Keyed<'a, T, KF, fn(&T) -> ()>
@@ -286,7 +304,7 @@ where
     KF: Fn(&T) -> K,
 {
     Keyed {
-        name,
+        name: name.into(),
         rows,
         key,
         deps: |_| (),
@@ -325,13 +343,17 @@ where
             }
             return PreEscaped(out);
         };
-        let prev = match cx.prev.iter().position(|l| l.name == self.name) {
-            Some(i) => cx.prev.swap_remove(i),
-            None => ListModel {
-                name: self.name,
+        // The previous list of this name that is not matched yet (so lists that repeat a
+        // name still meet their own previous version, in order).
+        let prev = cx
+            .prev
+            .iter_mut()
+            .find(|l| l.as_ref().is_some_and(|l| l.name == self.name))
+            .and_then(Option::take)
+            .unwrap_or_else(|| ListModel {
+                name: self.name.clone(),
                 ..ListModel::default()
-            },
-        };
+            });
         let (model, ops) = self.track(prev, &row);
         let index = cx.out.len();
         cx.out.push(ListOut { model, ops });
@@ -416,7 +438,7 @@ where
                     }
                     n += 1;
                 };
-                tracing::warn!(list = self.name, key = %k, "duplicate key in a keyed list");
+                tracing::warn!(list = %self.name, key = %k, "duplicate key in a keyed list");
                 seen.insert(unique.clone());
                 e.html = Arc::new(RowHtml {
                     key: unique,
@@ -612,6 +634,64 @@ mod tests {
                         .map_or(0, |a| model.iter().position(|(k, _)| k == a).unwrap() + 1);
                     model.insert(at, item);
                 }
+            }
+        }
+    }
+
+    /// Columns of cards: one keyed list per column.
+    fn board(cols: &[Vec<Arc<Row>>], same_name: bool) -> Markup {
+        html! {
+            @for (c, rows) in cols.iter().enumerate() {
+                section {
+                    h2 { "column " (c) }
+                    @let name = if same_name { "cards".to_string() } else { format!("cards-{c}") };
+                    ul { (keyed(name, rows, |r| r.id).render(|r| html! { li { (r.t) } })) }
+                }
+            }
+        }
+    }
+
+    /// Regression (issue 8): with three lists of one name, a change in one column was diffed
+    /// against another list (the previous lists were looked up by name and `swap_remove`d).
+    /// Lists are matched by name and position, and names can be built at run time.
+    #[test]
+    fn repeated_and_runtime_named_lists_diff_against_their_own_previous_list() {
+        for same_name in [true, false] {
+            let mut cols: Vec<Vec<Arc<Row>>> = (0..4)
+                .map(|c| {
+                    (0..3)
+                        .map(|i| {
+                            Arc::new(Row {
+                                id: c * 10 + i,
+                                t: format!("card {c}.{i}"),
+                            })
+                        })
+                        .collect()
+                })
+                .collect();
+            let mut prev =
+                render_tracked(&mut Rendered::default(), || board(&cols, same_name)).model;
+            for step in 0..12_usize {
+                let c = step % 4;
+                let i = step % 3;
+                cols[c][i] = Arc::new(Row {
+                    id: cols[c][i].id,
+                    t: format!("changed {step}"),
+                });
+                let t = render_tracked(&mut prev, || board(&cols, same_name));
+                assert!(t.same_shape);
+                assert_eq!(t.model.to_html(), render_static(|| board(&cols, same_name)));
+                for (l, ops) in t.ops.iter().enumerate() {
+                    if l == c {
+                        assert_eq!(ops.len(), 1, "list {l}: {ops:?}");
+                        assert!(
+                            matches!(&ops[0], ListOp::Replace(h) if h.html.contains(&format!("changed {step}")))
+                        );
+                    } else {
+                        assert!(ops.is_empty(), "list {l} got ops for column {c}: {ops:?}");
+                    }
+                }
+                prev = t.model;
             }
         }
     }

@@ -169,8 +169,10 @@ impl RowChange {
         Some(T::decode(&row, None))
     }
 
+    /// Approximate memory the change holds: its tuples, and the row views decode from the
+    /// new tuple (about the new tuple's size), so that the ring's byte cap is real memory.
     fn size(&self) -> usize {
-        self.new.as_ref().map_or(0, tuple_size) + self.old.as_ref().map_or(0, tuple_size) + 96
+        2 * self.new.as_ref().map_or(0, tuple_size) + self.old.as_ref().map_or(0, tuple_size) + 96
     }
 }
 

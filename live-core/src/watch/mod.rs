@@ -129,6 +129,7 @@ pub(crate) mod shared {
     }
 
     /// How many holders the node's `Arc` of row `id` of `T` has (0: none held).
+    #[cfg(feature = "testing")]
     pub(crate) fn holders<T: Watch>(id: &Key) -> usize {
         let guard = ROWS.lock().unwrap_or_else(|p| p.into_inner());
         guard
