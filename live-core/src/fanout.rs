@@ -20,7 +20,7 @@ use tokio::sync::mpsc;
 
 use crate::replication::change::{ChangeKind, RowChange, Txn};
 use crate::replication::pgoutput::Cell;
-use crate::watch::{HeldRows, Key, WatchTypeInfo, WatchTypes};
+use crate::watch::{ALL_ROWS, HeldRows, Key, WatchTypeInfo, WatchTypes};
 
 /// A connected view's id in the fan-out.
 pub(crate) type ViewId = u64;
@@ -40,6 +40,8 @@ pub(crate) enum Op {
 #[derive(Debug, Clone, Copy)]
 pub(crate) struct Item {
     pub ty: TypeId,
+    /// The view's watched assign the change is for.
+    pub slot: u16,
     pub change: u32,
     pub op: Op,
 }
@@ -130,8 +132,14 @@ struct ViewEntry {
     /// Bytes of the transactions in the mailbox (a view that does not take its deliveries
     /// must not keep transactions alive past the ring).
     pending: Arc<AtomicUsize>,
-    keys: Vec<(TypeId, Key)>,
+    keys: Vec<ScopeKey>,
 }
+
+/// One key of one of a view's scopes: `(slot, type, column, key)`.
+pub(crate) type ScopeKey = (u16, TypeId, &'static str, Key);
+
+/// A row index entry: `(type, column, value)`.
+type IndexKey = (TypeId, &'static str, Key);
 
 /// A view's mailbox, as the view holds it.
 pub(crate) struct Mailbox {
@@ -154,7 +162,8 @@ impl Mailbox {
 
 #[derive(Default)]
 struct KeyEntry {
-    views: Vec<ViewId>,
+    /// The views (and their assign) subscribed to this (type, column, value).
+    views: Vec<(ViewId, u16)>,
     ids: HashSet<Key>,
 }
 
@@ -173,8 +182,13 @@ struct State {
     types: HashMap<TypeId, WatchTypeInfo>,
     tables: HashMap<(String, String), Vec<TypeId>>,
     views: HashMap<ViewId, ViewEntry>,
-    by_key: HashMap<(TypeId, Key), KeyEntry>,
-    ids: HashMap<(TypeId, Key), Key>,
+    /// `(type, column, value) → views`: who receives a row whose column has that value.
+    by_key: HashMap<IndexKey, KeyEntry>,
+    /// `(type, column, id) → value`: the value a held row has in a scoped column, for
+    /// deletes and moves that carry only the primary key.
+    ids: HashMap<IndexKey, Key>,
+    /// The scoped columns of each type, with how many index entries use them.
+    columns: HashMap<TypeId, Vec<(&'static str, usize)>>,
     streams: HashMap<u64, StreamEntry>,
 }
 
@@ -219,13 +233,24 @@ fn cell_key(c: Option<&Cell>) -> Option<Key> {
 
 fn route_keys(
     info: &WatchTypeInfo,
+    column: &'static str,
     change: &RowChange,
-    ids: &HashMap<(TypeId, Key), Key>,
+    ids: &HashMap<IndexKey, Key>,
 ) -> Option<Routed> {
     let rel = &change.relation;
     let id_idx = rel.column_index(info.id_column)?;
-    let key_idx = rel.column_index(info.key_column)?;
     let id = cell_key(change.current_cell(id_idx))?;
+    if column == ALL_ROWS {
+        // Every row of the table is in a whole-table scope.
+        let all = Some(Key::from(ALL_ROWS));
+        let new_key = (change.kind != ChangeKind::Delete).then(|| Key::from(ALL_ROWS));
+        return Some(Routed {
+            id,
+            new_key,
+            old_key: all,
+        });
+    }
+    let key_idx = rel.column_index(column)?;
     let new_key = match change.kind {
         ChangeKind::Delete => None,
         _ => cell_key(change.current_cell(key_idx)),
@@ -233,7 +258,7 @@ fn route_keys(
     let old_key = change
         .old_text(key_idx)
         .map(Key::from)
-        .or_else(|| ids.get(&(info.type_id, id.clone())).cloned());
+        .or_else(|| ids.get(&(info.type_id, column, id.clone())).cloned());
     Some(Routed {
         id,
         new_key,
@@ -321,14 +346,14 @@ impl Fanout {
         }
     }
 
-    /// Sets a view's keys after it loaded its rows, and returns the changes it must still
-    /// apply: every transaction in the ring that `snapshot` did not see (or, without a
+    /// Sets a view's scope keys after it loaded its rows, and returns the changes it must
+    /// still apply: every transaction in the ring that `snapshot` did not see (or, without a
     /// snapshot, every one since `since_seq`), routed for this view. Also returns the sequence
     /// number from which the mailbox holds changes routed under the new keys.
     pub(crate) fn subscribe(
         &self,
         view: ViewId,
-        keys: Vec<(TypeId, Key)>,
+        keys: Vec<ScopeKey>,
         held: &HeldRows,
         since_seq: u64,
         snapshot: Option<&Snapshot>,
@@ -349,10 +374,10 @@ impl Fanout {
             None => return Ok((Vec::new(), st.next_seq)),
         };
         unlink_keys(&mut st, view, &old_keys);
-        let held_set: HashSet<(TypeId, Key)> = held
+        let held_set: HashSet<(u16, Key)> = held
             .rows
             .iter()
-            .map(|(t, id, _)| (*t, id.clone()))
+            .map(|(slot, _, id, _)| (*slot, id.clone()))
             .collect();
         let State {
             by_key,
@@ -361,15 +386,23 @@ impl Fanout {
             ring,
             tables,
             next_seq,
+            columns,
             ..
         } = &mut *st;
-        for k in &keys {
-            by_key.entry(k.clone()).or_default().views.push(view);
+        for (slot, ty, col, key) in &keys {
+            let e = by_key.entry((*ty, *col, key.clone())).or_insert_with(|| {
+                use_column(columns, *ty, col, 1);
+                KeyEntry::default()
+            });
+            e.views.push((view, *slot));
         }
-        for (ty, id, key) in &held.rows {
-            if let Some(e) = by_key.get_mut(&(*ty, key.clone())) {
+        for (slot, ty, id, key) in &held.rows {
+            let Some(col) = slot_column(&keys, *slot) else {
+                continue;
+            };
+            if let Some(e) = by_key.get_mut(&(*ty, col, key.clone())) {
                 e.ids.insert(id.clone());
-                ids.insert((*ty, id.clone()), key.clone());
+                ids.insert((*ty, col, id.clone()), key.clone());
             }
         }
         // Replay what the load did not see.
@@ -456,19 +489,24 @@ impl Fanout {
             by_key,
             ids,
             streams,
+            columns,
             ..
         } = &mut *st;
 
         for tys in reload_types(&txn, tables) {
             for ty in tys {
-                for ((kty, _), entry) in by_key.iter() {
+                for ((kty, _, _), entry) in by_key.iter() {
                     if kty == ty {
-                        for v in &entry.views {
-                            out.entry(*v).or_default().push(Item {
-                                ty: *ty,
-                                change: u32::MAX,
-                                op: Op::Reload,
-                            });
+                        for (v, slot) in &entry.views {
+                            let items = out.entry(*v).or_default();
+                            if !items.iter().any(|i| i.op == Op::Reload && i.slot == *slot) {
+                                items.push(Item {
+                                    ty: *ty,
+                                    slot: *slot,
+                                    change: u32::MAX,
+                                    op: Op::Reload,
+                                });
+                            }
                         }
                     }
                 }
@@ -492,84 +530,65 @@ impl Fanout {
             let Some(tys) = tables.get(&(rel.schema.clone(), rel.name.clone())) else {
                 continue;
             };
+            let ci = ci as u32;
             for ty in tys {
                 let Some(info) = types.get(ty) else { continue };
-                let Some(r) = route_keys(info, change, ids) else {
-                    continue;
-                };
-                let ci = ci as u32;
-                let mut push = |views: &[ViewId], op: Op| {
-                    for v in views {
-                        out.entry(*v).or_default().push(Item {
-                            ty: *ty,
-                            change: ci,
-                            op,
-                        });
-                    }
-                };
-                let mut new_subscribed = false;
-                if let Some(k) = &r.new_key
-                    && let Some(e) = by_key.get_mut(&(*ty, k.clone()))
-                {
-                    push(&e.views, Op::Upsert);
-                    e.ids.insert(r.id.clone());
-                    ids.insert((*ty, r.id.clone()), k.clone());
-                    new_subscribed = true;
+                // Streams first: routing for views updates the id index (a delete leaves it).
+                if streams.values().any(|s| s.ty == *ty) {
+                    route_streams(&txn, ci, info, change, ids, streams, &mut stream_out);
                 }
-                if let Some(ok) = &r.old_key
-                    && r.new_key.as_ref() != Some(ok)
-                {
-                    if let Some(e) = by_key.get_mut(&(*ty, ok.clone())) {
-                        push(&e.views, Op::Remove);
-                        e.ids.remove(&r.id);
-                    }
-                    if !new_subscribed {
-                        ids.remove(&(*ty, r.id.clone()));
-                    }
-                }
-                if change.kind == ChangeKind::Delete {
-                    ids.remove(&(*ty, r.id.clone()));
-                }
-                for (sid, s) in streams.iter() {
-                    if s.ty != *ty {
+                let scoped: Vec<&'static str> = columns
+                    .get(ty)
+                    .map(|c| c.iter().map(|(c, _)| *c).collect())
+                    .unwrap_or_default();
+                for col in scoped {
+                    let Some(r) = route_keys(info, col, change, ids) else {
                         continue;
-                    }
-                    let plain = match change.kind {
-                        ChangeKind::Insert => StreamOp::Inserted,
-                        ChangeKind::Update => StreamOp::Updated,
-                        ChangeKind::Delete => StreamOp::Deleted,
                     };
-                    let op = match &s.filter {
-                        StreamFilter::All => Some(plain),
-                        StreamFilter::Id(id) => (*id == r.id).then_some(plain),
-                        StreamFilter::Key(k) => {
-                            let in_new = r.new_key.as_ref() == Some(k);
-                            let in_old = r.old_key.as_ref() == Some(k);
-                            match (in_old, in_new, change.kind) {
-                                (_, true, ChangeKind::Insert) => Some(StreamOp::Inserted),
-                                (true, true, _) => Some(StreamOp::Updated),
-                                // Moved in from another key: new to this key's readers,
-                                // with no old row (that belonged to another key).
-                                (false, true, _) if r.old_key.is_some() => Some(StreamOp::MovedIn),
-                                // An update whose old key is unknown (default replica
-                                // identity, a row no view holds): an update with no old row.
-                                (false, true, _) => Some(StreamOp::Updated),
-                                // Moved out, or deleted.
-                                (true, false, ChangeKind::Delete) => Some(StreamOp::Deleted),
-                                (true, false, _) => Some(StreamOp::MovedOut),
-                                (false, false, _) => None,
-                            }
-                        }
-                    };
-                    if let Some(op) = op {
-                        stream_out.push((
-                            *sid,
-                            StreamDelivery {
-                                txn: txn.clone(),
+                    let mut new_subscribed = false;
+                    if let Some(k) = &r.new_key
+                        && let Some(e) = by_key.get_mut(&(*ty, col, k.clone()))
+                    {
+                        for (v, slot) in &e.views {
+                            out.entry(*v).or_default().push(Item {
+                                ty: *ty,
+                                slot: *slot,
                                 change: ci,
-                                op,
-                            },
-                        ));
+                                op: Op::Upsert,
+                            });
+                        }
+                        e.ids.insert(r.id.clone());
+                        ids.insert((*ty, col, r.id.clone()), k.clone());
+                        new_subscribed = true;
+                    }
+                    if let Some(ok) = &r.old_key
+                        && r.new_key.as_ref() != Some(ok)
+                    {
+                        if let Some(e) = by_key.get_mut(&(*ty, col, ok.clone())) {
+                            for (v, slot) in &e.views {
+                                let items = out.entry(*v).or_default();
+                                // A move between two keys of one assign's key set stays an
+                                // update for it.
+                                let upserted = items.iter().any(|i| {
+                                    i.change == ci && i.slot == *slot && i.op == Op::Upsert
+                                });
+                                if !upserted {
+                                    items.push(Item {
+                                        ty: *ty,
+                                        slot: *slot,
+                                        change: ci,
+                                        op: Op::Remove,
+                                    });
+                                }
+                            }
+                            e.ids.remove(&r.id);
+                        }
+                        if !new_subscribed {
+                            ids.remove(&(*ty, col, r.id.clone()));
+                        }
+                    }
+                    if change.kind == ChangeKind::Delete {
+                        ids.remove(&(*ty, col, r.id.clone()));
                     }
                 }
             }
@@ -630,31 +649,131 @@ impl Fanout {
     }
 }
 
-fn unlink_keys(st: &mut State, view: ViewId, keys: &[(TypeId, Key)]) {
-    for k in keys {
-        let Some(e) = st.by_key.get_mut(k) else {
+/// Streams see changes keyed by the type's own subscription key column.
+fn route_streams(
+    txn: &Arc<Txn>,
+    ci: u32,
+    info: &WatchTypeInfo,
+    change: &RowChange,
+    ids: &HashMap<IndexKey, Key>,
+    streams: &HashMap<u64, StreamEntry>,
+    stream_out: &mut Vec<(u64, StreamDelivery)>,
+) {
+    let r = if info.key_column.is_empty() {
+        None
+    } else {
+        route_keys(info, info.key_column, change, ids)
+    };
+    let id = match &r {
+        Some(r) => Some(r.id.clone()),
+        None => change
+            .relation
+            .column_index(info.id_column)
+            .and_then(|i| cell_key(change.current_cell(i))),
+    };
+    let Some(id) = id else { return };
+    for (sid, s) in streams.iter() {
+        if s.ty != info.type_id {
+            continue;
+        }
+        let plain = match change.kind {
+            ChangeKind::Insert => StreamOp::Inserted,
+            ChangeKind::Update => StreamOp::Updated,
+            ChangeKind::Delete => StreamOp::Deleted,
+        };
+        let op = match &s.filter {
+            StreamFilter::All => Some(plain),
+            StreamFilter::Id(want) => (*want == id).then_some(plain),
+            StreamFilter::Key(k) => {
+                let Some(r) = &r else { continue };
+                let in_new = r.new_key.as_ref() == Some(k);
+                let in_old = r.old_key.as_ref() == Some(k);
+                match (in_old, in_new, change.kind) {
+                    (_, true, ChangeKind::Insert) => Some(StreamOp::Inserted),
+                    (true, true, _) => Some(StreamOp::Updated),
+                    // Moved in from another key: new to this key's readers, with no old row
+                    // (that belonged to another key).
+                    (false, true, _) if r.old_key.is_some() => Some(StreamOp::MovedIn),
+                    // An update whose old key is unknown (default replica identity, a row no
+                    // view holds): an update with no old row.
+                    (false, true, _) => Some(StreamOp::Updated),
+                    // Moved out, or deleted.
+                    (true, false, ChangeKind::Delete) => Some(StreamOp::Deleted),
+                    (true, false, _) => Some(StreamOp::MovedOut),
+                    (false, false, _) => None,
+                }
+            }
+        };
+        if let Some(op) = op {
+            stream_out.push((
+                *sid,
+                StreamDelivery {
+                    txn: txn.clone(),
+                    change: ci,
+                    op,
+                },
+            ));
+        }
+    }
+}
+
+/// Counts a scoped column of a type in or out of use (`delta` ±1).
+fn use_column(
+    columns: &mut HashMap<TypeId, Vec<(&'static str, usize)>>,
+    ty: TypeId,
+    column: &'static str,
+    delta: isize,
+) {
+    let cols = columns.entry(ty).or_default();
+    match cols.iter_mut().position(|(c, _)| *c == column) {
+        Some(i) => {
+            let n = (cols[i].1 as isize + delta).max(0) as usize;
+            if n == 0 {
+                cols.remove(i);
+            } else {
+                cols[i].1 = n;
+            }
+        }
+        None if delta > 0 => cols.push((column, delta as usize)),
+        None => {}
+    }
+    if cols.is_empty() {
+        columns.remove(&ty);
+    }
+}
+
+/// The column a view's assign `slot` is scoped by.
+fn slot_column(keys: &[ScopeKey], slot: u16) -> Option<&'static str> {
+    keys.iter().find(|k| k.0 == slot).map(|k| k.2)
+}
+
+fn unlink_keys(st: &mut State, view: ViewId, keys: &[ScopeKey]) {
+    for (_, ty, col, key) in keys {
+        let k = (*ty, *col, key.clone());
+        let Some(e) = st.by_key.get_mut(&k) else {
             continue;
         };
-        e.views.retain(|v| *v != view);
+        e.views.retain(|(v, _)| *v != view);
         if e.views.is_empty()
-            && let Some(e) = st.by_key.remove(k)
+            && let Some(e) = st.by_key.remove(&k)
         {
+            use_column(&mut st.columns, *ty, col, -1);
             for id in e.ids {
-                st.ids.remove(&(k.0, id));
+                st.ids.remove(&(*ty, *col, id));
             }
         }
     }
 }
 
-/// Enters the rows of replayed upserts in the id index (and drops removed ones), under the
-/// key each row now has, when this view subscribes to that key.
+/// Enters the rows of replayed upserts in the id index (and drops deleted ones), under the
+/// value each row now has, when this view subscribes to that value.
 fn index_replayed(
     txn: &Txn,
     items: &[Item],
-    keys: &[(TypeId, Key)],
+    keys: &[ScopeKey],
     types: &HashMap<TypeId, WatchTypeInfo>,
-    by_key: &mut HashMap<(TypeId, Key), KeyEntry>,
-    ids: &mut HashMap<(TypeId, Key), Key>,
+    by_key: &mut HashMap<IndexKey, KeyEntry>,
+    ids: &mut HashMap<IndexKey, Key>,
 ) {
     for item in items {
         if item.op == Op::Reload {
@@ -663,22 +782,26 @@ fn index_replayed(
         let Some(change) = txn.changes.get(item.change as usize) else {
             continue;
         };
-        let Some(info) = types.get(&item.ty) else {
+        let (Some(info), Some(col)) = (types.get(&item.ty), slot_column(keys, item.slot)) else {
             continue;
         };
-        let Some(r) = route_keys(info, change, ids) else {
+        let Some(r) = route_keys(info, col, change, ids) else {
             continue;
         };
         match (item.op, &r.new_key) {
-            (Op::Upsert, Some(k)) if keys.iter().any(|(t, mk)| *t == item.ty && mk == k) => {
-                if let Some(e) = by_key.get_mut(&(item.ty, k.clone())) {
+            (Op::Upsert, Some(k))
+                if keys.iter().any(|(s, t, c, mk)| {
+                    *s == item.slot && *t == item.ty && *c == col && mk == k
+                }) =>
+            {
+                if let Some(e) = by_key.get_mut(&(item.ty, col, k.clone())) {
                     e.ids.insert(r.id.clone());
                 }
-                ids.insert((item.ty, r.id.clone()), k.clone());
+                ids.insert((item.ty, col, r.id.clone()), k.clone());
             }
             _ => {
                 if change.kind == ChangeKind::Delete {
-                    ids.remove(&(item.ty, r.id.clone()));
+                    ids.remove(&(item.ty, col, r.id.clone()));
                 }
             }
         }
@@ -702,36 +825,50 @@ fn reload_types<'a>(
 /// Routes one transaction for a single view (replay after a load).
 fn route_for_view(
     txn: &Txn,
-    keys: &[(TypeId, Key)],
-    held: &HashSet<(TypeId, Key)>,
+    keys: &[ScopeKey],
+    held: &HashSet<(u16, Key)>,
     types: &HashMap<TypeId, WatchTypeInfo>,
-    ids: &HashMap<(TypeId, Key), Key>,
+    ids: &HashMap<IndexKey, Key>,
     tables: &HashMap<(String, String), Vec<TypeId>>,
 ) -> Vec<Item> {
     let mut items = Vec::new();
     for tys in reload_types(txn, tables) {
         for ty in tys {
-            if keys.iter().any(|(t, _)| t == ty) && !items.iter().any(|i: &Item| i.ty == *ty) {
-                items.push(Item {
-                    ty: *ty,
-                    change: u32::MAX,
-                    op: Op::Reload,
-                });
+            for (slot, t, _, _) in keys {
+                if t == ty && !items.iter().any(|i: &Item| i.slot == *slot) {
+                    items.push(Item {
+                        ty: *ty,
+                        slot: *slot,
+                        change: u32::MAX,
+                        op: Op::Reload,
+                    });
+                }
             }
         }
     }
+    // The view's assigns, each with its type, column and key set.
+    let mut slots: Vec<(u16, TypeId, &'static str)> = Vec::new();
+    for (slot, ty, col, _) in keys {
+        if !slots.iter().any(|s| s.0 == *slot) {
+            slots.push((*slot, *ty, col));
+        }
+    }
     for (ci, change) in txn.changes.iter().enumerate() {
-        for (ty, my_key) in keys {
+        for (slot, ty, col) in &slots {
             let Some(info) = types.get(ty) else { continue };
             if info.schema != change.relation.schema || info.table != change.relation.name {
                 continue;
             }
-            let Some(r) = route_keys(info, change, ids) else {
+            let Some(r) = route_keys(info, col, change, ids) else {
                 continue;
             };
-            let op = if r.new_key.as_ref() == Some(my_key) {
+            let mine = |k: &Option<Key>| {
+                k.as_ref()
+                    .is_some_and(|k| keys.iter().any(|(s, _, _, mk)| s == slot && mk == k))
+            };
+            let op = if mine(&r.new_key) {
                 Some(Op::Upsert)
-            } else if r.old_key.as_ref() == Some(my_key) || held.contains(&(*ty, r.id.clone())) {
+            } else if mine(&r.old_key) || held.contains(&(*slot, r.id.clone())) {
                 Some(Op::Remove)
             } else {
                 None
@@ -739,6 +876,7 @@ fn route_for_view(
             if let Some(op) = op {
                 items.push(Item {
                     ty: *ty,
+                    slot: *slot,
                     change: ci as u32,
                     op,
                 });

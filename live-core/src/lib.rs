@@ -170,7 +170,8 @@ pub mod __bench {
 #[doc(hidden)]
 pub mod __private {
     pub use crate::watch::{
-        ApplyError, ChangeBatch, DecodeError, HeldRows, RowData, SameByEq, SameField, SameNever,
-        WatchTypes, WatchedAssign, apply_changes,
+        ApplyError, ChangeBatch, DecodeError, HeldRows, KeyByValue, KeyNever, KeyOf, RowData,
+        SameByEq, SameField, SameNever, Scopes, WatchTypes, WatchedAssign, apply_changes,
+        has_column, keys_of, str_eq,
     };
 }

@@ -17,7 +17,7 @@ use tokio::sync::{OwnedSemaphorePermit, Semaphore, mpsc};
 use tracing::Instrument;
 
 use crate::diff::{Patch, encode_diff, full_payload, model_in_pieces};
-use crate::fanout::{Delivery, Fanout, Gap, Mailbox, Op, Snapshot};
+use crate::fanout::{Delivery, Fanout, Gap, Mailbox, Op, ScopeKey, Snapshot};
 use crate::protocol::{error_reply, frame, reply};
 use crate::render::{Rendered, render_tracked};
 use crate::router::Runtime;
@@ -26,7 +26,7 @@ use crate::view::{
     Ctx, DbSlot, Event, InfoSlot, LiveView, Mount, Params, Push, SyncCtx, ViewError, is_local_url,
     is_stale_statement,
 };
-use crate::watch::{ApplyError, ChangeBatch, HeldRows, Key, WatchTypes};
+use crate::watch::{ApplyError, ChangeBatch, HeldRows, Scopes, WatchTypes};
 
 /// What the connection forwards to a view.
 #[derive(Debug)]
@@ -249,7 +249,8 @@ struct Subscription {
     fanout: Arc<Fanout>,
     mailbox: Mailbox,
     seq_after: u64,
-    key: Option<Key>,
+    /// The scope keys subscribed, as the assigns stated them at the last (re)load.
+    keys: Vec<ScopeKey>,
 }
 
 impl Drop for Subscription {
@@ -333,7 +334,6 @@ struct ViewSession<V: LiveView> {
     title: Option<String>,
     info: InfoSlot<V::Message>,
     sub: Option<Subscription>,
-    types: WatchTypes,
 }
 
 async fn run<V: LiveView>(rt: Arc<Runtime<V::State>>, req: JoinRequest) {
@@ -358,7 +358,7 @@ async fn run<V: LiveView>(rt: Arc<Runtime<V::State>>, req: JoinRequest) {
             fanout: sync.fanout.clone(),
             mailbox: sync.fanout.add_view(),
             seq_after: 0,
-            key: None,
+            keys: Vec::new(),
         }),
         _ => None,
     };
@@ -425,7 +425,6 @@ async fn run<V: LiveView>(rt: Arc<Runtime<V::State>>, req: JoinRequest) {
         title: None,
         info: InfoSlot::new(),
         sub,
-        types,
     };
     let end = match Box::pin(s.start(s0, db.snapshot.take(), msg_ref)).await {
         Ok(()) => s.run_loop(early, &mut inbox).await,
@@ -514,6 +513,10 @@ async fn mount_view<V: LiveView>(
             return Err("mount_failed");
         }
         let mut view = view;
+        if let Some(why) = view.over_cap() {
+            tracing::error!(reason = %why, "mount refused: a watched assign is over its row cap");
+            return Err("mount_failed");
+        }
         // Views of the same rows share one copy of each row version.
         view.share_rows();
         return Ok(view);
@@ -707,9 +710,7 @@ impl<V: LiveView> ViewSession<V> {
 
     /// After any handler: follow a changed subscription key, render and send, then pushes.
     async fn after_handler(&mut self, pushes: Vec<Push>) -> Result<(), End> {
-        if let Some(sub) = &self.sub
-            && sub.key != self.view.subscription_key()
-        {
+        if self.scopes_changed() {
             self.reload(Vec::new()).await?;
         }
         self.render_and_send().await?;
@@ -845,6 +846,14 @@ impl<V: LiveView> ViewSession<V> {
         }
     }
 
+    /// Whether the assigns now state other scopes than those subscribed (a changed key, or a
+    /// key set that grew or shrank).
+    fn scopes_changed(&self) -> bool {
+        self.sub
+            .as_ref()
+            .is_some_and(|sub| sub.keys != scope_keys(&self.view))
+    }
+
     /// Subscribes with the view's key and applies the replay. `Ok(Some(xids))`: the replay
     /// asks for a reload whose snapshot sees those transactions.
     async fn subscribe(
@@ -855,23 +864,14 @@ impl<V: LiveView> ViewSession<V> {
         let Some(sub) = &mut self.sub else {
             return Ok(None);
         };
-        let key = self.view.subscription_key();
-        let keys: Vec<_> = match &key {
-            Some(k) => self
-                .types
-                .types
-                .iter()
-                .map(|t| (t.type_id, k.clone()))
-                .collect(),
-            None => Vec::new(),
-        };
+        let keys = scope_keys(&self.view);
         let mut held = HeldRows::default();
         self.view.held_rows(&mut held);
         let (replay, seq_after) =
             sub.fanout
-                .subscribe(sub.mailbox.id, keys, &held, since, snapshot)?;
+                .subscribe(sub.mailbox.id, keys.clone(), &held, since, snapshot)?;
         sub.seq_after = seq_after;
-        sub.key = key;
+        sub.keys = keys;
         if replay.is_empty() {
             return Ok(None);
         }
@@ -979,9 +979,18 @@ impl<V: LiveView> ViewSession<V> {
         } else if !batch.is_empty() {
             let xids: Vec<u32> = batch.iter().map(|d| d.txn.xid).collect();
             match self.apply(batch).await? {
+                Applied::Done if self.scopes_changed() => {
+                    // A key set derived from the rows changed: rows entering it are loaded
+                    // through the fence (the new snapshot sees what was just applied).
+                    self.reload(xids).await?
+                }
                 Applied::Done => {}
                 Applied::Reload => self.reload(xids).await?,
             }
+        }
+        if let Some(why) = self.view.over_cap() {
+            // An error, not a silent slowdown.
+            return Err(End::Crash(why));
         }
         self.render_and_send().await
     }
@@ -1048,6 +1057,21 @@ fn diff_estimate(t: &crate::render::Tracked) -> usize {
         })
         .sum();
     (statics + rows) / 4 * 5 + 256
+}
+
+/// The scope keys the view's assigns state right now.
+fn scope_keys<V: LiveView>(view: &V) -> Vec<ScopeKey> {
+    let mut scopes = Scopes::default();
+    view.watch_scopes(&mut scopes);
+    scopes
+        .list
+        .iter()
+        .flat_map(|s| {
+            s.keys
+                .iter()
+                .map(move |k| (s.slot, s.ty, s.column, k.clone()))
+        })
+        .collect()
 }
 
 enum Applied {

@@ -15,7 +15,7 @@ use tokio::sync::mpsc;
 
 use crate::fanout::Snapshot;
 use crate::token::Session;
-use crate::watch::{ApplyError, ChangeBatch, HeldRows, Key, WatchTypes};
+use crate::watch::{ApplyError, ChangeBatch, HeldRows, Key, Scopes, WatchTypes};
 
 /// A live view: assigns (the struct's fields), a `render`, and handlers.
 ///
@@ -154,6 +154,68 @@ pub trait LiveView: Assigns {
 ///
 /// Hooks run after mount, after every change to their assign and after a reload. A view with no
 /// watched assigns derives `Assigns` with no attributes.
+///
+/// # Scopes
+///
+/// Each watched assign has a **scope**: which rows of its type it receives. By default it is
+/// the row type's `subscription_key` column, matched against the view's `#[subscription_key]`
+/// field; the two must have the same name, or the derive refuses to compile and asks for a
+/// stated scope. A scope can be stated on the assign, from values the server holds (other
+/// assigns, the mount, the session — never the client):
+///
+/// - `#[watch(by = "assignee_id", key = self.user_id)]`: rows whose column equals one value
+///   (a type's subscription key is only a default: one `Card` type can be scoped by board on one
+///   page and by assignee on another);
+/// - `#[watch(by = "id", keys = self.assignee_ids())]`: rows whose column is in a **key set**,
+///   computed from the assigns and recomputed after every change. When the set changes, the
+///   view reloads through the same snapshot fence as a mount, so rows entering it arrive and
+///   rows leaving it go. That is how joined rows stay live: the users of a board's cards, the
+///   boards of a user's cards;
+/// - `#[watch(all, max_rows = 500)]`: every row of a small table; more rows than `max_rows` at
+///   mount or after a change is an error (logged; the view ends), never a silent slowdown;
+/// - `filter = path` (a `fn(&Row) -> bool`), with any scope: a changed row that stops matching
+///   leaves the assign (move out) and one that starts matching enters it (move in). Under the
+///   default replica identity the row the view holds serves as the old row.
+///
+/// The column in `by` is checked against the row type at compile time. A view that changes the
+/// value of its key at run time (an event that switches lists) reloads under the new scope.
+///
+/// ```
+/// use std::sync::Arc;
+/// use live_core::{Assigns, LiveView, Markup, Mount, ViewError, Watch, html};
+///
+/// #[derive(Watch, Clone)]
+/// #[watch(table = "cards", subscription_key = "board_id")]
+/// struct Card { id: i64, board_id: i64, assignee_id: Option<i64>, archived: bool }
+/// impl Card { fn live(c: &Card) -> bool { !c.archived } }
+///
+/// #[derive(Watch, Clone)]
+/// #[watch(table = "users")] // no default scope: every assign states one
+/// struct User { id: i64, name: String }
+///
+/// #[derive(Assigns)]
+/// struct BoardPage {
+///     #[subscription_key]
+///     board_id: i64,
+///     #[watch(filter = Card::live)]                     // by board_id, not archived
+///     cards: Vec<Arc<Card>>,
+///     #[watch(by = "id", keys = self.cards.iter().filter_map(|c| c.assignee_id))]
+///     users: Vec<Arc<User>>,
+/// }
+///
+/// #[derive(Assigns)]
+/// struct MyCards {
+///     user_id: i64,
+///     #[watch(by = "assignee_id", key = self.user_id)]
+///     cards: Vec<Arc<Card>>,
+/// }
+/// # impl LiveView for BoardPage { type State = (); type Message = ();
+/// #   async fn mount(_: &mut Mount<'_, Self>) -> Result<Self, ViewError> { Err(ViewError::NotFound) }
+/// #   fn render(&self) -> Markup { html! { (self.board_id) (self.cards.len()) (self.users.len()) } } }
+/// # impl LiveView for MyCards { type State = (); type Message = ();
+/// #   async fn mount(_: &mut Mount<'_, Self>) -> Result<Self, ViewError> { Err(ViewError::NotFound) }
+/// #   fn render(&self) -> Markup { html! { (self.user_id) (self.cards.len()) } } }
+/// ```
 pub trait Assigns: Sized + Send + 'static {
     /// The `Watch` types of the watched assigns.
     fn watch_types(_types: &mut WatchTypes) {}
@@ -163,8 +225,17 @@ pub trait Assigns: Sized + Send + 'static {
         None
     }
 
+    /// The scopes of the watched assigns right now (which rows of which type each receives).
+    fn watch_scopes(&self, _out: &mut Scopes) {}
+
     /// Every watched row held.
     fn held_rows(&self, _out: &mut HeldRows) {}
+
+    /// Why the assigns are over a declared row cap (`#[watch(all, max_rows = n)]`), if they are.
+    #[doc(hidden)]
+    fn over_cap(&self) -> Option<String> {
+        None
+    }
 
     /// Replaces the watched rows by the node's shared versions (see `WatchedAssign::share`).
     #[doc(hidden)]

@@ -113,14 +113,8 @@ fn watch_impl(input: &DeriveInput) -> syn::Result<TokenStream2> {
     let table = table.ok_or_else(|| {
         syn::Error::new(
             name.span(),
-            "#[derive(Watch)] needs #[watch(table = \"...\", subscription_key = \"...\")]",
-        )
-    })?;
-    let key = key.ok_or_else(|| {
-        syn::Error::new(
-            name.span(),
-            "#[derive(Watch)] needs #[watch(subscription_key = \"column\")]: the column that \
-             scopes rows to a view",
+            "#[derive(Watch)] needs #[watch(table = \"...\")] (and, optionally, \
+             subscription_key = \"column\": the default scope of assigns of this type)",
         )
     })?;
     let id = id.unwrap_or_else(|| LitStr::new("id", Span::call_site()));
@@ -169,11 +163,12 @@ fn watch_impl(input: &DeriveInput) -> syn::Result<TokenStream2> {
             })
     };
     let id_field = find(&id, "id")?;
-    let key_field = find(&key, "subscription key")?;
+    let key_field = match &key {
+        Some(k) => Some(find(k, "subscription key")?),
+        None => None,
+    };
     let id_ident = &id_field.ident;
     let id_ty = &id_field.ty;
-    let key_ident = &key_field.ident;
-    let key_ty = &key_field.ty;
     let columns: Vec<&String> = fields
         .iter()
         .filter(|f| !f.skip)
@@ -202,12 +197,36 @@ fn watch_impl(input: &DeriveInput) -> syn::Result<TokenStream2> {
             id_is_usable::<#id_ty>();
         };
     };
-    let key_assert = quote_spanned! {key_ty.span()=>
-        const _: fn() = || {
-            fn key_is_usable<T: ::live_core::KeyValue>() {}
-            key_is_usable::<#key_ty>();
-        };
+    let (key_assert, key_column, key_fn) = match key_field {
+        Some(f) => {
+            let key_ty = &f.ty;
+            let key_ident = &f.ident;
+            let col = &f.column;
+            (
+                quote_spanned! {key_ty.span()=>
+                    const _: fn() = || {
+                        fn key_is_usable<T: ::live_core::KeyValue>() {}
+                        key_is_usable::<#key_ty>();
+                    };
+                },
+                quote! { #col },
+                quote! { ::live_core::KeyValue::to_key(&self.#key_ident) },
+            )
+        }
+        // No default scope: every watched assign of this type states its own.
+        None => (
+            quote! {},
+            quote! { "" },
+            quote! { ::core::option::Option::None },
+        ),
     };
+    let column_keys = fields.iter().filter(|f| !f.skip).map(|f| {
+        let ident = &f.ident;
+        let col = &f.column;
+        quote! {
+            #col => (&::live_core::__private::KeyOf(&self.#ident)).key(),
+        }
+    });
     // Two versions of a row are the same when every field is equal (fields whose type has
     // no `PartialEq` make rows never equal): views of the same rows then share one `Arc`.
     let same = fields.iter().map(|f| {
@@ -228,7 +247,7 @@ fn watch_impl(input: &DeriveInput) -> syn::Result<TokenStream2> {
 
             const TABLE: &'static str = #table;
             const ID_COLUMN: &'static str = #id;
-            const KEY_COLUMN: &'static str = #key;
+            const KEY_COLUMN: &'static str = #key_column;
             const COLUMNS: &'static [&'static str] = &[#(#columns),*];
             type Id = #id_ty;
 
@@ -237,7 +256,16 @@ fn watch_impl(input: &DeriveInput) -> syn::Result<TokenStream2> {
             }
 
             fn subscription_key(&self) -> ::core::option::Option<::live_core::Key> {
-                ::live_core::KeyValue::to_key(&self.#key_ident)
+                #key_fn
+            }
+
+            fn column_key(&self, column: &str) -> ::core::option::Option<::live_core::Key> {
+                #[allow(unused_imports)]
+                use ::live_core::__private::{KeyByValue as _, KeyNever as _};
+                match column {
+                    #(#column_keys)*
+                    _ => ::core::option::Option::None,
+                }
             }
 
             fn decode(
@@ -257,6 +285,16 @@ struct Watched {
     ty: Type,
     sync: Option<Path>,
     attr_span: Span,
+    /// `by = "column"`.
+    by: Option<LitStr>,
+    /// `key = expr` (one value) or `keys = expr` (a set).
+    key: Option<Expr>,
+    keys: Option<Expr>,
+    /// `all`: every row of the table, with `max_rows = n`.
+    all: bool,
+    max_rows: Option<Expr>,
+    /// `filter = path`: a `fn(&Row) -> bool` evaluated on each new row.
+    filter: Option<Path>,
 }
 
 fn assigns_impl(input: &DeriveInput) -> syn::Result<TokenStream2> {
@@ -283,32 +321,82 @@ fn assigns_impl(input: &DeriveInput) -> syn::Result<TokenStream2> {
                 }
                 key = Some((ident.clone(), f.ty.clone()));
             } else if attr.path().is_ident("watch") {
-                let mut sync = None;
+                let mut w = Watched {
+                    ident: ident.clone(),
+                    ty: f.ty.clone(),
+                    sync: None,
+                    attr_span: attr.span(),
+                    by: None,
+                    key: None,
+                    keys: None,
+                    all: false,
+                    max_rows: None,
+                    filter: None,
+                };
                 if !matches!(attr.meta, Meta::Path(_)) {
                     attr.parse_nested_meta(|meta| {
                         if meta.path.is_ident("sync") {
-                            sync = Some(meta.value()?.parse::<Path>()?);
-                            Ok(())
+                            w.sync = Some(meta.value()?.parse::<Path>()?);
+                        } else if meta.path.is_ident("by") {
+                            w.by = Some(lit_str(&meta.value()?.parse::<Expr>()?)?);
+                        } else if meta.path.is_ident("key") {
+                            w.key = Some(meta.value()?.parse::<Expr>()?);
+                        } else if meta.path.is_ident("keys") {
+                            w.keys = Some(meta.value()?.parse::<Expr>()?);
+                        } else if meta.path.is_ident("all") {
+                            w.all = true;
+                        } else if meta.path.is_ident("max_rows") {
+                            w.max_rows = Some(meta.value()?.parse::<Expr>()?);
+                        } else if meta.path.is_ident("filter") {
+                            w.filter = Some(meta.value()?.parse::<Path>()?);
                         } else {
-                            Err(meta.error("unknown #[watch] option; expected `sync = path`"))
+                            return Err(meta.error(
+                                "unknown #[watch] option; expected `sync = path`, `by = \"column\"`, \
+                                 `key = expr`, `keys = expr`, `all`, `max_rows = n` or `filter = path`",
+                            ));
                         }
+                        Ok(())
                     })?;
                 }
-                watched.push(Watched {
-                    ident: ident.clone(),
-                    ty: f.ty.clone(),
-                    sync,
-                    attr_span: attr.span(),
-                });
+                if w.key.is_some() && w.keys.is_some() {
+                    return Err(syn::Error::new(
+                        attr.span(),
+                        "#[watch] takes `key = …` (one value) or `keys = …` (a set), not both",
+                    ));
+                }
+                if w.all && (w.by.is_some() || w.key.is_some() || w.keys.is_some()) {
+                    return Err(syn::Error::new(
+                        attr.span(),
+                        "#[watch(all)] watches every row of the table: no `by`, `key` or `keys`",
+                    ));
+                }
+                if w.all && w.max_rows.is_none() {
+                    return Err(syn::Error::new(
+                        attr.span(),
+                        "#[watch(all)] needs `max_rows = n`: the most rows the table may have \
+                         before it is an error",
+                    ));
+                }
+                if (w.key.is_some() || w.keys.is_some()) && w.by.is_none() {
+                    return Err(syn::Error::new(
+                        attr.span(),
+                        "`key`/`keys` need `by = \"column\"`: the column whose value they match",
+                    ));
+                }
+                watched.push(w);
             }
         }
     }
-    if let (Some(first), None) = (watched.first(), &key) {
+    let states_scope = |w: &Watched| w.all || w.key.is_some() || w.keys.is_some();
+    if let (Some(first), None) = (watched.iter().find(|w| !states_scope(w)), &key) {
         return Err(syn::Error::new(
             first.attr_span,
             format!(
-                "#[watch] field `{}` needs a #[subscription_key] field in the same struct: the \
-                 key (from the server side) that scopes which rows this view receives",
+                "#[watch] field `{}` needs a scope: a #[subscription_key] field in the same \
+                 struct (the key, from the server side, that scopes which rows this view \
+                 receives), or one stated on the assign: #[watch(by = \"column\", key = \
+                 self.field)], #[watch(by = \"id\", keys = self.ids())] or \
+                 #[watch(all, max_rows = 500)]",
                 first.ident
             ),
         ));
@@ -330,17 +418,116 @@ fn assigns_impl(input: &DeriveInput) -> syn::Result<TokenStream2> {
         }
         None => quote! {},
     };
-    let held = watched.iter().map(|w| {
+    let row_of = |w: &Watched| {
+        let ty = &w.ty;
+        quote_spanned! {ty.span()=> <#ty as ::live_core::__private::WatchedAssign>::Row }
+    };
+    let column_of = |w: &Watched| {
+        let row = row_of(w);
+        if w.all {
+            quote! { "*" }
+        } else if let Some(by) = &w.by {
+            quote! { #by }
+        } else {
+            quote! { <#row as ::live_core::Watch>::KEY_COLUMN }
+        }
+    };
+    let mut checks = Vec::new();
+    let mut scopes = Vec::new();
+    for (i, w) in watched.iter().enumerate() {
+        let slot = i as u16;
+        let row = row_of(w);
+        let column = column_of(w);
+        if let Some(by) = &w.by {
+            let msg = format!(
+                "#[watch(by = {:?})] on `{}`: the row type has no such column (see its \
+                 #[derive(Watch)] fields)",
+                by.value(),
+                w.ident
+            );
+            checks.push(quote_spanned! {by.span()=>
+                const _: () = ::core::assert!(
+                    ::live_core::__private::has_column(<#row as ::live_core::Watch>::COLUMNS, #by),
+                    #msg
+                );
+            });
+        }
+        if w.all {
+            let max = &w.max_rows;
+            let _ = max;
+            scopes.push(quote! {
+                out.all::<#row>(#slot);
+            });
+        } else if let Some(keys) = &w.keys {
+            scopes.push(quote! {
+                out.keys::<#row>(#slot, #column, ::live_core::__private::keys_of(#keys));
+            });
+        } else if let Some(k) = &w.key {
+            scopes.push(quote! {
+                out.key::<#row>(#slot, #column, ::live_core::KeyValue::to_key(&(#k)));
+            });
+        } else if let Some((kident, _)) = &key {
+            // The default scope: the row type's subscription key column, with this view's
+            // #[subscription_key]. Checked: the column must be named like the view's key,
+            // or the rows would be matched against a value of another kind.
+            let kname = kident.to_string();
+            let msg = format!(
+                "#[watch] field `{}`: its row type is not scoped by a column named `{kname}` \
+                 (this view's #[subscription_key]); state the scope on the assign: \
+                 #[watch(by = \"column\", key = self.{kname})], #[watch(by = \"id\", keys = \
+                 self.ids())] or #[watch(all, max_rows = 500)]",
+                w.ident
+            );
+            let ty = &w.ty;
+            checks.push(quote_spanned! {ty.span()=>
+                const _: () = ::core::assert!(
+                    ::live_core::__private::str_eq(<#row as ::live_core::Watch>::KEY_COLUMN, #kname),
+                    #msg
+                );
+            });
+            scopes.push(quote! {
+                out.key::<#row>(#slot, #column, ::live_core::KeyValue::to_key(&self.#kident));
+            });
+        }
+    }
+    let caps = watched.iter().filter(|w| w.all).map(|w| {
+        let ident = &w.ident;
+        let max = &w.max_rows;
+        let name = ident.to_string();
+        quote! {
+            let n = ::live_core::__private::WatchedAssign::count(&self.#ident);
+            let max: usize = #max;
+            if n > max {
+                return ::core::option::Option::Some(::std::format!(
+                    "`{}` watches a whole table of {} rows, over its max_rows = {}: scope it by a \
+                     key (#[watch(by = ..., key = ...)]) or raise the cap",
+                    #name, n, max
+                ));
+            }
+        }
+    });
+    let held = watched.iter().enumerate().map(|(i, w)| {
         let ident = &w.ident;
         let ty = &w.ty;
-        quote_spanned! {ty.span()=> ::live_core::__private::WatchedAssign::held(&self.#ident, out); }
+        let slot = i as u16;
+        let column = column_of(w);
+        quote_spanned! {ty.span()=>
+            out.begin(#slot, #column);
+            ::live_core::__private::WatchedAssign::held(&self.#ident, out);
+        }
     });
     let shares = watched.iter().map(|w| {
         let ident = &w.ident;
         let ty = &w.ty;
         quote_spanned! {ty.span()=> ::live_core::__private::WatchedAssign::share(&mut self.#ident); }
     });
-    let applies = watched.iter().map(|w| {
+    let applies = watched.iter().enumerate().map(|(i, w)| {
+        let slot = i as u16;
+        let row = row_of(w);
+        let filter = match &w.filter {
+            Some(f) => quote! { ::core::option::Option::Some(#f as fn(&#row) -> bool) },
+            None => quote! { ::core::option::Option::None },
+        };
         let ident = &w.ident;
         let hook = match &w.sync {
             Some(path) => quote! {
@@ -353,7 +540,7 @@ fn assigns_impl(input: &DeriveInput) -> syn::Result<TokenStream2> {
         };
         let ty = &w.ty;
         let apply = quote_spanned! {ty.span()=>
-            ::live_core::__private::apply_changes(&mut self.#ident, batch)
+            ::live_core::__private::apply_changes(&mut self.#ident, batch, #slot, #filter)
         };
         quote! {
             if #apply? {
@@ -381,8 +568,17 @@ fn assigns_impl(input: &DeriveInput) -> syn::Result<TokenStream2> {
 
             #key_fn
 
+            fn watch_scopes(&self, out: &mut ::live_core::__private::Scopes) {
+                #(#scopes)*
+            }
+
             fn held_rows(&self, out: &mut ::live_core::__private::HeldRows) {
                 #(#held)*
+            }
+
+            fn over_cap(&self) -> ::core::option::Option<::std::string::String> {
+                #(#caps)*
+                ::core::option::Option::None
             }
 
             fn share_rows(&mut self) {
@@ -429,6 +625,7 @@ fn assigns_impl(input: &DeriveInput) -> syn::Result<TokenStream2> {
         quote! {}
     };
     Ok(quote! {
+        #(#checks)*
         impl ::live_core::Assigns for #name {
             #watched_methods
             #key_only

@@ -142,7 +142,9 @@ async fn check_table(
     .bind(t.table)
     .fetch_all(pool)
     .await?;
-    for c in t.columns.iter().chain([&t.id_column, &t.key_column]) {
+    // A type without a default scope has no key column to check.
+    let key = (!t.key_column.is_empty()).then_some(&t.key_column);
+    for c in t.columns.iter().chain([&t.id_column]).chain(key) {
         if !columns.iter().any(|have| have == c) {
             return Err(setup(format!(
                 "{} reads the column {c:?}, but the table {qualified} has no such column \

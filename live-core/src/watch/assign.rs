@@ -48,6 +48,9 @@ pub trait WatchedAssign: Send + Sync + 'static {
     /// Records every held row (for routing deletes by primary key).
     fn held(&self, out: &mut HeldRows);
 
+    /// How many rows the assign holds.
+    fn count(&self) -> usize;
+
     /// Replaces each held `Arc` by the node's shared one for an equal row version, so that
     /// views of the same rows hold one copy (shapes that hold rows without an `Arc` keep
     /// their own).
@@ -78,6 +81,10 @@ impl<T: Watch> WatchedAssign for Vec<Arc<T>> {
 
     fn get(&self, id: &T::Id) -> Option<&T> {
         self.iter().find(|r| r.id() == id).map(|r| &**r)
+    }
+
+    fn count(&self) -> usize {
+        self.len()
     }
 
     fn held(&self, out: &mut HeldRows) {
@@ -115,6 +122,10 @@ impl<T: Watch + Clone> WatchedAssign for Vec<T> {
         self.iter().find(|r| r.id() == id)
     }
 
+    fn count(&self) -> usize {
+        self.len()
+    }
+
     fn held(&self, out: &mut HeldRows) {
         for r in self {
             out.push(r);
@@ -146,6 +157,10 @@ impl<T: Watch> WatchedAssign for Option<Arc<T>> {
 
     fn get(&self, id: &T::Id) -> Option<&T> {
         self.as_deref().filter(|r| r.id() == id)
+    }
+
+    fn count(&self) -> usize {
+        usize::from(self.is_some())
     }
 
     fn held(&self, out: &mut HeldRows) {
@@ -187,6 +202,10 @@ impl<T: Watch + Clone> WatchedAssign for Option<T> {
         self.as_ref().filter(|r| r.id() == id)
     }
 
+    fn count(&self) -> usize {
+        usize::from(self.is_some())
+    }
+
     fn held(&self, out: &mut HeldRows) {
         if let Some(r) = self {
             out.push(r);
@@ -218,6 +237,10 @@ impl<T: Watch> WatchedAssign for Arc<T> {
 
     fn get(&self, id: &T::Id) -> Option<&T> {
         (self.id() == id).then_some(&**self)
+    }
+
+    fn count(&self) -> usize {
+        1
     }
 
     fn held(&self, out: &mut HeldRows) {

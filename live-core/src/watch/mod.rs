@@ -81,6 +81,12 @@ pub trait Watch: Sized + Send + Sync + 'static {
     fn same_row(&self, _other: &Self) -> bool {
         false
     }
+
+    /// The key text of column `column` (`None`: NULL, no such column, or a column whose type
+    /// cannot scope rows). `#[derive(Watch)]` writes it.
+    fn column_key(&self, _column: &str) -> Option<Key> {
+        None
+    }
 }
 
 /// Hands out one `Arc` per row version on this node: the rows views load and the rows
@@ -324,18 +330,157 @@ impl WatchTypes {
     }
 }
 
+/// The column a whole-table scope uses: every row of the table is in it.
+pub(crate) const ALL_ROWS: &str = "*";
+
+/// One watched assign's scope: the rows of `ty` whose `column` holds one of `keys`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) struct Scope {
+    /// Which watched assign of the view (its index).
+    pub slot: u16,
+    pub ty: TypeId,
+    pub column: &'static str,
+    /// Sorted, without duplicates; empty: no rows right now.
+    pub keys: Vec<Key>,
+}
+
+/// The scopes of a view's watched assigns, as `#[derive(Assigns)]` states them (from the
+/// assigns: server-side values only).
+#[derive(Default, Debug)]
+pub struct Scopes {
+    pub(crate) list: Vec<Scope>,
+}
+
+impl Scopes {
+    /// Assign `slot` holds the rows of `T` whose `column` equals `key` (`None`: no rows).
+    pub fn key<T: Watch>(&mut self, slot: u16, column: &'static str, key: Option<Key>) {
+        self.keys::<T>(slot, column, [key]);
+    }
+
+    /// Assign `slot` holds the rows of `T` whose `column` is one of `keys`.
+    pub fn keys<T: Watch>(
+        &mut self,
+        slot: u16,
+        column: &'static str,
+        keys: impl IntoIterator<Item = Option<Key>>,
+    ) {
+        let mut keys: Vec<Key> = keys.into_iter().flatten().collect();
+        keys.sort();
+        keys.dedup();
+        self.list.push(Scope {
+            slot,
+            ty: TypeId::of::<T>(),
+            column,
+            keys,
+        });
+    }
+
+    /// Assign `slot` holds every row of `T`'s table.
+    pub fn all<T: Watch>(&mut self, slot: u16) {
+        self.list.push(Scope {
+            slot,
+            ty: TypeId::of::<T>(),
+            column: ALL_ROWS,
+            keys: vec![Key::from(ALL_ROWS)],
+        });
+    }
+}
+
+/// The key text of each value of a key set (derive plumbing for `keys = …`).
+#[doc(hidden)]
+pub fn keys_of<K: KeyValue>(values: impl IntoIterator<Item = K>) -> Vec<Option<Key>> {
+    values.into_iter().map(|v| v.to_key()).collect()
+}
+
+/// Whether `columns` holds `column` (derive plumbing: a compile-time check of `by = "…"`).
+#[doc(hidden)]
+pub const fn has_column(columns: &[&str], column: &str) -> bool {
+    let mut i = 0;
+    while i < columns.len() {
+        if str_eq(columns[i], column) {
+            return true;
+        }
+        i += 1;
+    }
+    false
+}
+
+/// `a == b` in a const context (derive plumbing).
+#[doc(hidden)]
+pub const fn str_eq(a: &str, b: &str) -> bool {
+    let (a, b) = (a.as_bytes(), b.as_bytes());
+    if a.len() != b.len() {
+        return false;
+    }
+    let mut i = 0;
+    while i < a.len() {
+        if a[i] != b[i] {
+            return false;
+        }
+        i += 1;
+    }
+    true
+}
+
+/// A field's key text, when its type is a [`KeyValue`] (derive plumbing: [`KeyByValue`],
+/// else [`KeyNever`]).
+#[doc(hidden)]
+pub struct KeyOf<'a, F>(pub &'a F);
+
+/// Key text through [`KeyValue`] (derive plumbing).
+#[doc(hidden)]
+pub trait KeyByValue {
+    /// The key text.
+    fn key(&self) -> Option<Key>;
+}
+
+impl<F: KeyValue> KeyByValue for KeyOf<'_, F> {
+    fn key(&self) -> Option<Key> {
+        self.0.to_key()
+    }
+}
+
+/// No key text: the field's type cannot scope rows (derive plumbing).
+#[doc(hidden)]
+pub trait KeyNever {
+    /// Always `None`.
+    fn key(&self) -> Option<Key>;
+}
+
+impl<F> KeyNever for &KeyOf<'_, F> {
+    fn key(&self) -> Option<Key> {
+        None
+    }
+}
+
 /// The rows a view holds, registered with the fan-out so deletes and key moves that carry only a
 /// primary key still reach it.
 #[derive(Default, Debug)]
 pub struct HeldRows {
-    pub(crate) rows: Vec<(TypeId, Key, Key)>,
+    /// `(slot, type, id, key in the slot's scope column)`.
+    pub(crate) rows: Vec<(u16, TypeId, Key, Key)>,
+    slot: u16,
+    column: &'static str,
 }
 
 impl HeldRows {
+    /// The rows pushed next belong to assign `slot`, scoped by `column`.
+    pub fn begin(&mut self, slot: u16, column: &'static str) {
+        self.slot = slot;
+        self.column = column;
+    }
+
     /// Records one row.
     pub fn push<T: Watch>(&mut self, row: &T) {
-        if let (Some(id), Some(key)) = (row.id().to_key(), row.subscription_key()) {
-            self.rows.push((TypeId::of::<T>(), id, key));
+        let key = if self.column == ALL_ROWS {
+            Some(Key::from(ALL_ROWS))
+        } else if self.column.is_empty() {
+            row.subscription_key()
+        } else {
+            row.column_key(self.column)
+        };
+        if let (Some(id), Some(key)) = (row.id().to_key(), key) {
+            self.rows.push((self.slot, TypeId::of::<T>(), id, key));
         }
     }
 }
@@ -372,11 +517,13 @@ pub enum ApplyError {
 pub fn apply_changes<A: WatchedAssign>(
     assign: &mut A,
     batch: &ChangeBatch,
+    slot: u16,
+    filter: Option<fn(&A::Row) -> bool>,
 ) -> Result<bool, ApplyError> {
     let ty = TypeId::of::<A::Row>();
     let mut changed = false;
     for d in &batch.deliveries {
-        for item in d.items.iter().filter(|i| i.ty == ty) {
+        for item in d.items.iter().filter(|i| i.ty == ty && i.slot == slot) {
             if item.op == Op::Reload {
                 return Err(ApplyError::Reload);
             }
@@ -404,7 +551,12 @@ pub fn apply_changes<A: WatchedAssign>(
                         }
                         Err(DecodeFailure::Error(e)) => return Err(ApplyError::Decode(e)),
                     };
-                    changed |= assign.upsert(row);
+                    match filter {
+                        // A row that stops matching the filter leaves (move out); one that
+                        // starts matching enters (move in). The old row is the one held.
+                        Some(keep) if !keep(&row) => changed |= assign.remove(row.id()),
+                        _ => changed |= assign.upsert(row),
+                    }
                 }
                 Op::Remove => {
                     let id: <A::Row as Watch>::Id = change
