@@ -434,3 +434,64 @@ async fn the_first_render_equals_the_connected_render() {
     );
     assert_eq!(first, c.html(&topic), "GET and connected renders differ");
 }
+
+/// A transaction can mark itself: `Reload` turns its rows into one reload of the tables it
+/// touched (a change stream sees `Reload`, not 500 inserts; the view shows every row), and
+/// `Quiet` makes it reach no view at all.
+#[tokio::test]
+async fn marked_transactions_reload_or_stay_quiet() {
+    use live_core::watch::{Change, StreamError};
+    use live_core::{TxnMark, mark_transaction};
+    let db = TestDb::new(items::SCHEMA).await;
+    let (addr, live) = items::start(&db).await;
+    let mut stream = live.changes::<items::Item>().subscribe(4096);
+    let (mut c, t) = open(addr, "/lists/1").await;
+
+    let mut tx = db.pool.begin().await.expect("begin");
+    mark_transaction(&mut tx, TxnMark::Reload)
+        .await
+        .expect("mark");
+    sqlx::query("INSERT INTO items (id, list_id, title) SELECT g, 1, 'bulk ' || g FROM generate_series(1, 500) g")
+        .execute(&mut *tx)
+        .await
+        .expect("bulk");
+    tx.commit().await.expect("commit");
+    assert!(
+        c.wait_html(&t, WAIT, |h| rows(h).len() == 500).await,
+        "the view shows {} rows",
+        rows(&c.html(&t)).len()
+    );
+    let first = tokio::time::timeout(WAIT, stream.recv())
+        .await
+        .expect("in time")
+        .expect("open");
+    assert!(
+        matches!(first, Err(StreamError::Reload)),
+        "a marked bulk transaction reached the stream row by row: {first:?}"
+    );
+
+    // Quiet: nothing reaches the view; the next ordinary change does.
+    let mut tx = db.pool.begin().await.expect("begin");
+    mark_transaction(&mut tx, TxnMark::Quiet)
+        .await
+        .expect("mark");
+    sqlx::query("UPDATE items SET title = 'quietly' WHERE id = 1")
+        .execute(&mut *tx)
+        .await
+        .expect("update");
+    tx.commit().await.expect("commit");
+    exec(&db, "UPDATE items SET title = 'loud' WHERE id = 2").await;
+    assert!(c.wait_html(&t, WAIT, |h| h.contains(">loud<")).await);
+    assert!(
+        !c.html(&t).contains("quietly"),
+        "a quiet transaction reached the view"
+    );
+    let next = tokio::time::timeout(WAIT, stream.recv())
+        .await
+        .expect("in time")
+        .expect("open");
+    assert!(
+        matches!(&next, Ok(Change::Updated { new, .. }) if new.id == 2),
+        "the stream saw the quiet transaction: {next:?}"
+    );
+}

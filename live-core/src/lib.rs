@@ -97,7 +97,7 @@ pub mod watch;
 pub use live_macros::{Assigns, Watch};
 pub use maud::{DOCTYPE, Markup, PreEscaped, html};
 pub use render::{Keyed, keyed};
-pub use replication::{ListenerStatus, SyncConfig, SyncError};
+pub use replication::{ListenerStatus, SyncConfig, SyncError, TxnMark, mark_transaction};
 pub use router::{
     ChangesBuilder, Live, LiveBuilder, LiveConfig, LiveError, Page, RouterExt, ServeConfig, serve,
     serve_until, serve_with, shutdown_signal,

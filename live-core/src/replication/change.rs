@@ -209,6 +209,7 @@ pub struct Txn {
 /// Builds one transaction between Begin and Commit, folding changes to the same row.
 pub(crate) struct TxnBuilder {
     xid: u32,
+    mark: Option<TxnMark>,
     changes: Vec<Option<RowChange>>,
     index: HashMap<(u32, Box<str>), usize>,
     reload_tables: Vec<(String, String)>,
@@ -225,6 +226,7 @@ impl TxnBuilder {
     pub(crate) fn new(xid: u32, cap: usize) -> Self {
         TxnBuilder {
             xid,
+            mark: None,
             changes: Vec::new(),
             index: HashMap::new(),
             reload_tables: Vec::new(),
@@ -233,6 +235,19 @@ impl TxnBuilder {
             cap,
             over_cap: false,
         }
+    }
+
+    /// The transaction marked itself (`live_core::mark_transaction`).
+    pub(crate) fn mark(&mut self, mark: TxnMark) {
+        // Quiet wins over reload: the app said the changes are invisible.
+        if self.mark != Some(TxnMark::Quiet) {
+            self.mark = Some(mark);
+        }
+    }
+
+    /// Whether the transaction asked to reach no view.
+    pub(crate) fn is_quiet(&self) -> bool {
+        self.mark == Some(TxnMark::Quiet)
     }
 
     /// Marks the transaction as one every view must reload for.
@@ -375,7 +390,20 @@ impl TxnBuilder {
         self.changes[i] = folded;
     }
 
-    pub(crate) fn finish(self, end_lsn: u64, commit_time_micros: i64) -> Txn {
+    pub(crate) fn finish(mut self, end_lsn: u64, commit_time_micros: i64) -> Txn {
+        if self.mark == Some(TxnMark::Reload) {
+            // A bulk transaction: its rows reach views as one reload of the tables touched.
+            let rels: Vec<Arc<Relation>> = self
+                .changes
+                .iter()
+                .flatten()
+                .map(|c| c.relation.clone())
+                .collect();
+            for r in rels {
+                self.reload(&r);
+            }
+            self.changes.clear();
+        }
         Txn {
             xid: self.xid,
             end_lsn,
@@ -387,6 +415,51 @@ impl TxnBuilder {
             bytes: self.bytes,
         }
     }
+}
+
+/// How a transaction asks to reach views: see [`mark_transaction`](crate::mark_transaction).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum TxnMark {
+    /// Its changes reach views as one reload of the tables it touched, not row by row: for
+    /// backfills and maintenance jobs that touch many rows.
+    Reload,
+    /// Its changes reach no view (nor change stream): for changes the app knows are invisible
+    /// (a column no view shows, a denormalized counter). Views see them at their next reload.
+    Quiet,
+}
+
+impl TxnMark {
+    pub(crate) fn as_str(self) -> &'static str {
+        match self {
+            TxnMark::Reload => "reload",
+            TxnMark::Quiet => "quiet",
+        }
+    }
+}
+
+/// Marks the current transaction on `conn` (call it inside the transaction): writes
+/// `pg_logical_emit_message(true, 'live', 'reload' | 'quiet')`, which the listener reads with
+/// the transaction's changes.
+///
+/// ```no_run
+/// # async fn f(pool: sqlx::PgPool) -> Result<(), sqlx::Error> {
+/// use live_core::{TxnMark, mark_transaction};
+/// let mut tx = pool.begin().await?;
+/// mark_transaction(&mut tx, TxnMark::Reload).await?; // a backfill: one reload, not 100k patches
+/// sqlx::query("UPDATE todos SET title = lower(title)").execute(&mut *tx).await?;
+/// tx.commit().await?;
+/// # Ok(()) }
+/// ```
+pub async fn mark_transaction(
+    conn: &mut sqlx::PgConnection,
+    mark: TxnMark,
+) -> Result<(), sqlx::Error> {
+    sqlx::query("SELECT pg_logical_emit_message(true, 'live', $1)")
+        .bind(mark.as_str())
+        .execute(conn)
+        .await?;
+    Ok(())
 }
 
 /// Fills unchanged TOAST cells of `new` from an earlier version of the row in the same

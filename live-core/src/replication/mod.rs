@@ -34,6 +34,7 @@ use tracing::Instrument;
 
 use crate::fanout::Fanout;
 use change::{ChangeKind, RowChange, TxnBuilder, fill_unchanged_from_old};
+pub use change::{TxnMark, mark_transaction};
 use pgoutput::{Message, Relation};
 
 pub use setup::slot_lag_bytes;
@@ -350,8 +351,16 @@ async fn stream_once(
                     // Already dispatched before a reconnect.
                     continue;
                 }
+                let quiet = b.is_quiet();
                 let txn = b.finish(end, commit_time_micros);
-                if !txn.changes.is_empty() || !txn.reload_tables.is_empty() || txn.reload_all {
+                if quiet {
+                    tracing::debug!(
+                        xid = txn.xid,
+                        changes = txn.changes.len(),
+                        "a quiet transaction"
+                    );
+                } else if !txn.changes.is_empty() || !txn.reload_tables.is_empty() || txn.reload_all
+                {
                     fanout.dispatch(txn);
                     status.transactions.fetch_add(1, Ordering::Relaxed);
                 }
@@ -365,6 +374,26 @@ async fn stream_once(
                 if builder.is_none() && w > last_acked {
                     client.update_applied_lsn(wal_end);
                     last_acked = w;
+                }
+            }
+            ReplicationEvent::Message {
+                transactional,
+                prefix,
+                content,
+                ..
+            } if prefix == "live" => {
+                let mark = match &content[..] {
+                    b"reload" => Some(TxnMark::Reload),
+                    b"quiet" => Some(TxnMark::Quiet),
+                    _ => None,
+                };
+                match (mark, builder.as_mut(), transactional) {
+                    (Some(m), Some(b), true) => b.mark(m),
+                    _ => tracing::warn!(
+                        content = %String::from_utf8_lossy(&content),
+                        transactional,
+                        "ignored a 'live' logical message (expected 'reload' or 'quiet', inside a transaction)"
+                    ),
                 }
             }
             ReplicationEvent::Message { .. } => {}
