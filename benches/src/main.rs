@@ -4,6 +4,7 @@
 //! cargo run --release -p live-bench -- scale all        # scenarios 1–6 (or: scale 2)
 //! cargo run --release -p live-bench -- replication      # bulk decode rate vs pg_recvlogical
 //! cargo run --release -p live-bench -- attack [EXE]     # hostile clients (vs another build)
+//! cargo run --release -p live-bench -- kanban           # key-set views: renames, fan-out, memory
 //! ```
 //!
 //! Each run starts a private Postgres (`wal_level=logical`) and the app server as a child
@@ -34,7 +35,10 @@ CREATE TABLE items (id bigserial PRIMARY KEY, list_id bigint NOT NULL, title tex
 CREATE INDEX items_list ON items (list_id);
 ALTER TABLE items REPLICA IDENTITY FULL;
 CREATE TABLE bulk (id bigserial PRIMARY KEY, list_id bigint NOT NULL, title text NOT NULL, n integer NOT NULL);
-CREATE PUBLICATION live_publication FOR TABLE items, bulk;
+CREATE TABLE kb_users (id bigint PRIMARY KEY, name text NOT NULL);
+CREATE TABLE kb_cards (id bigint PRIMARY KEY, board_id bigint NOT NULL, assignee_id bigint, title text NOT NULL);
+CREATE INDEX kb_cards_board ON kb_cards (board_id);
+CREATE PUBLICATION live_publication FOR TABLE items, bulk, kb_users, kb_cards;
 ";
 
 fn raise_fd_limit() {
@@ -150,11 +154,16 @@ impl Drop for Server {
 
 /// GETs `/lists/<list>`; returns the view token and container id.
 async fn page_token(port: u16, list: i64) -> (String, String) {
+    page_token_at(port, "/lists", list).await
+}
+
+/// GETs `<prefix>/<list>`; returns the view token and container id.
+async fn page_token_at(port: u16, prefix: &str, list: i64) -> (String, String) {
     let mut s = TcpStream::connect(("127.0.0.1", port))
         .await
         .expect("connect");
     let req = format!(
-        "GET /lists/{list} HTTP/1.1\r\nHost: 127.0.0.1:{port}\r\nConnection: close\r\n\r\n"
+        "GET {prefix}/{list} HTTP/1.1\r\nHost: 127.0.0.1:{port}\r\nConnection: close\r\n\r\n"
     );
     s.write_all(req.as_bytes()).await.expect("write");
     let mut buf = Vec::new();
@@ -200,6 +209,7 @@ fn markers(text: &str, mut f: impl FnMut(u32)) {
 /// One browser-like view: websocket join, then record every frame until `stop`.
 async fn view_client(
     port: u16,
+    prefix: &'static str,
     token: Arc<(String, String)>,
     list: i64,
     ready: Arc<AtomicU64>,
@@ -217,7 +227,7 @@ async fn view_client(
         .await
         .expect("connect");
     let topic = format!("lv:{}-{list}", token.1);
-    let join = serde_json::json!([topic, "1", topic, "join", {"token": token.0, "url": format!("http://127.0.0.1:{port}/lists/{list}")}]);
+    let join = serde_json::json!([topic, "1", topic, "join", {"token": token.0, "url": format!("http://127.0.0.1:{port}{prefix}/{list}")}]);
     ws.send(Message::Text(join.to_string().into()))
         .await
         .expect("join");
@@ -303,15 +313,29 @@ async fn connect_views(
     last_seen: &Arc<(AtomicU64, Notify)>,
     stop: &watch::Receiver<bool>,
 ) -> Vec<(i64, tokio::task::JoinHandle<Seen>)> {
+    connect_views_at(server, "/lists", lists, views, ready, last_seen, stop).await
+}
+
+/// Connects `views` views of `<prefix>/1..=lists`, spread round-robin.
+async fn connect_views_at(
+    server: &Server,
+    prefix: &'static str,
+    lists: i64,
+    views: usize,
+    ready: &Arc<AtomicU64>,
+    last_seen: &Arc<(AtomicU64, Notify)>,
+    stop: &watch::Receiver<bool>,
+) -> Vec<(i64, tokio::task::JoinHandle<Seen>)> {
     let mut tokens = HashMap::new();
     for l in 1..=lists {
-        tokens.insert(l, Arc::new(page_token(server.port, l).await));
+        tokens.insert(l, Arc::new(page_token_at(server.port, prefix, l).await));
     }
     let mut handles = Vec::with_capacity(views);
     for v in 0..views {
         let list = 1 + (v as i64 % lists);
         let h = tokio::spawn(view_client(
             server.port,
+            prefix,
             tokens[&list].clone(),
             list,
             ready.clone(),
@@ -885,6 +909,126 @@ async fn attack(baseline: Option<String>) {
     }
 }
 
+/// CPU time (user + system) of a process, in milliseconds.
+fn cpu_ms(pid: u32) -> f64 {
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).unwrap_or_default();
+    // Fields after the command name (which is in parentheses and may hold spaces).
+    let rest = stat.rsplit_once(')').map(|(_, r)| r).unwrap_or("");
+    let f: Vec<&str> = rest.split_whitespace().collect();
+    let ticks = |i: usize| f.get(i).and_then(|v| v.parse::<f64>().ok()).unwrap_or(0.0);
+    // utime and stime are fields 14 and 15 of stat, 12 and 13 after the name.
+    // SAFETY: sysconf has no preconditions.
+    let hz = unsafe { libc::sysconf(libc::_SC_CLK_TCK) } as f64;
+    (ticks(11) + ticks(12)) * 1000.0 / hz.max(1.0)
+}
+
+/// Board pages of a kanban: each view watches its board's cards (by `board_id`) and the users
+/// assigned to them (a key set by `id`). `boards` boards, `per_board` users (and cards) per
+/// board, users disjoint between boards; `views` views spread over the boards. Renames of a
+/// user reach the views of its board only.
+async fn kanban(boards: i64, per_board: i64, views: usize, renames: usize, rate: f64) -> Vec<String> {
+    let db = database(0, 0).await;
+    sqlx::query("INSERT INTO kb_users SELECT g, 'user ' || g FROM generate_series(1, $1::bigint) g")
+        .bind(boards * per_board)
+        .execute(&db.pool)
+        .await
+        .expect("users");
+    sqlx::query(
+        "INSERT INTO kb_cards SELECT g, (g - 1) / $1 + 1, g, 'card ' || g FROM generate_series(1, $2::bigint) g",
+    )
+    .bind(per_board)
+    .bind(boards * per_board)
+    .execute(&db.pool)
+    .await
+    .expect("cards");
+    let server = Server::start(&db.url);
+    let ready = Arc::new(AtomicU64::new(0));
+    let last_seen = Arc::new((AtomicU64::new(0), Notify::new()));
+    let (stop_tx, stop_rx) = watch::channel(false);
+    let warm = connect_views_at(&server, "/boards", boards, boards as usize, &ready, &last_seen, &stop_rx).await;
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    let before = server.rss_kib();
+    let ready2 = Arc::new(AtomicU64::new(0));
+    let handles = connect_views_at(&server, "/boards", boards, views, &ready2, &last_seen, &stop_rx).await;
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    let after = server.rss_kib();
+    let per_view = after.saturating_sub(before) as f64 / views as f64;
+    let period = Duration::from_secs_f64(1.0 / rate);
+    let cpu0 = cpu_ms(server.child.id());
+    let start = Instant::now();
+    let mut sent: Vec<(i64, Instant)> = Vec::with_capacity(renames);
+    for seq in 0..renames {
+        let board = 1 + (seq as i64 % boards);
+        let user = (board - 1) * per_board + 1 + ((seq as i64 / boards) % per_board);
+        let due = start + period * seq as u32;
+        tokio::time::sleep_until(tokio::time::Instant::from_std(due)).await;
+        let t0 = Instant::now();
+        sqlx::query("UPDATE kb_users SET name = $2 WHERE id = $1")
+            .bind(user)
+            .bind(format!("c{seq}z"))
+            .execute(&db.pool)
+            .await
+            .expect("rename");
+        sent.push((board, t0));
+    }
+    tokio::time::sleep(Duration::from_millis(1500)).await;
+    let cpu = cpu_ms(server.child.id()) - cpu0;
+    let _ = stop_tx.send(true);
+    let mut latencies = Vec::new();
+    let mut received = 0;
+    let mut expected = 0;
+    for b in 1..=boards {
+        let v = handles.iter().filter(|(x, _)| *x == b).count();
+        expected += sent.iter().filter(|(x, _)| *x == b).count() * v;
+    }
+    let mut frame_bytes = Vec::new();
+    for (_b, h) in handles {
+        let seen = h.await.expect("client");
+        let mut firsts: HashMap<u32, Instant> = HashMap::new();
+        for (n, at) in seen.arrivals {
+            firsts.entry(n).or_insert(at);
+        }
+        received += firsts.len();
+        for (n, at) in firsts {
+            if let Some((_, t0)) = sent.get(n as usize) {
+                latencies.push(at.duration_since(*t0).as_secs_f64() * 1e3);
+            }
+        }
+        frame_bytes.extend(seen.frame_bytes);
+    }
+    drop(warm);
+    latencies.sort_by(|a, b| a.total_cmp(b));
+    let name = format!("kanban_{views}_views_{boards}_boards_{per_board}_users");
+    let o = Outcome {
+        latencies_ms: latencies,
+        expected,
+        received,
+        frame_bytes,
+        connect_secs: 0.0,
+    };
+    let row = report(&name, &o);
+    let cpu_per_change = cpu / renames as f64;
+    println!("{name}_server_cpu_per_change: {cpu_per_change:.3} ms");
+    println!("{name}_memory_per_idle_view: {per_view:.2} KiB");
+    vec![format!("{row} {cpu_per_change:.3} ms | {per_view:.2} KiB |")]
+}
+
+/// `kanban`: key-set views at 1,000 views over 20 boards and at 200 views over 4 boards (the
+/// same 50 views per board: fan-out cost per change should not depend on the views that do
+/// not match), and with 10 users per board (the key-set size, for memory per entry).
+async fn kanban_all() {
+    let mut table = vec![
+        "| scenario | p50 ms | p95 ms | p99 ms | max ms | frames | lost | B/frame | server CPU per change | memory per idle view |".to_string(),
+        "|---|---|---|---|---|---|---|---|---|---|".to_string(),
+    ];
+    table.extend(kanban(20, 50, 1000, 200, 20.0).await);
+    table.extend(kanban(4, 50, 200, 200, 20.0).await);
+    table.extend(kanban(20, 10, 1000, 200, 20.0).await);
+    for l in table {
+        println!("{l}");
+    }
+}
+
 fn main() {
     raise_fd_limit();
     let args: Vec<String> = std::env::args().collect();
@@ -901,9 +1045,10 @@ fn main() {
         "scale" => rt.block_on(scale(args.get(2).map(String::as_str).unwrap_or("all"))),
         "replication" => rt.block_on(replication()),
         "attack" => rt.block_on(attack(args.get(2).cloned())),
+        "kanban" => rt.block_on(kanban_all()),
         _ => {
             eprintln!(
-                "usage: live-bench scale [1|2|3|4|5|6|all] | replication | attack [BASELINE_EXE]"
+                "usage: live-bench scale [1|2|3|4|5|6|all] | replication | attack [BASELINE_EXE] | kanban"
             );
         }
     }

@@ -63,6 +63,78 @@ impl LiveView for ListView {
     }
 }
 
+/// A user of the kanban scenario.
+#[derive(Watch, Clone, PartialEq, sqlx::FromRow)]
+#[watch(table = "kb_users")]
+pub struct KbUser {
+    id: i64,
+    name: String,
+}
+
+/// A card of the kanban scenario (scoped by board by default).
+#[derive(Watch, Clone, PartialEq, sqlx::FromRow)]
+#[watch(table = "kb_cards", subscription_key = "board_id")]
+pub struct KbCard {
+    id: i64,
+    board_id: i64,
+    assignee_id: Option<i64>,
+    title: String,
+}
+
+/// A board: its cards, and the users assigned to them (a key set).
+#[derive(Assigns)]
+pub struct BoardView {
+    #[subscription_key]
+    board_id: i64,
+    #[watch]
+    cards: Vec<Arc<KbCard>>,
+    #[watch(by = "id", keys = self.cards.iter().filter_map(|c| c.assignee_id))]
+    users: Vec<Arc<KbUser>>,
+}
+
+impl LiveView for BoardView {
+    type State = ();
+    type Message = ();
+
+    async fn mount(ctx: &mut Mount<'_, Self>) -> Result<Self, ViewError> {
+        let board_id: i64 = ctx.params().parse("id")?;
+        let db = ctx.db().await?;
+        let cards: Vec<KbCard> =
+            sqlx::query_as("SELECT * FROM kb_cards WHERE board_id = $1 ORDER BY id")
+                .bind(board_id)
+                .fetch_all(&mut *db)
+                .await?;
+        let ids: Vec<i64> = cards.iter().filter_map(|c| c.assignee_id).collect();
+        let users: Vec<KbUser> = sqlx::query_as("SELECT * FROM kb_users WHERE id = ANY($1)")
+            .bind(&ids)
+            .fetch_all(&mut *db)
+            .await?;
+        Ok(BoardView {
+            board_id,
+            cards: cards.into_iter().map(Arc::new).collect(),
+            users: users.into_iter().map(Arc::new).collect(),
+        })
+    }
+
+    fn render(&self) -> Markup {
+        let name = |id: Option<i64>| {
+            self.users
+                .iter()
+                .find(|u| Some(u.id) == id)
+                .map_or("", |u| u.name.as_str())
+                .to_string()
+        };
+        html! {
+            h1 { "Board " (self.board_id) }
+            ul {
+                (keyed("cards", &self.cards, |c| c.id)
+                    .depends_on(|c| name(c.assignee_id))
+                    .render(|c| html! { li { (c.title) " — " (name(c.assignee_id)) } }))
+            }
+        }
+    }
+}
+
 /// Serves until killed; prints `PORT <n>` when ready.
 pub async fn serve(url: String) {
     let pool = sqlx::postgres::PgPoolOptions::new()
@@ -80,6 +152,7 @@ pub async fn serve(url: String) {
         .expect("runtime");
     let app = Router::new()
         .live_view::<ListView>("/lists/{id}", &live)
+        .live_view::<BoardView>("/boards/{id}", &live)
         .merge(live.router());
     live.listen().await.expect("listen");
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
