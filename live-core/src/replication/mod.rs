@@ -402,6 +402,15 @@ async fn stream_once(
     }
 }
 
+/// A row change as it arrives, before the listener knows whether its table is watched.
+struct Incoming {
+    rel: u32,
+    kind: ChangeKind,
+    new: Option<pgoutput::Tuple>,
+    old: Option<pgoutput::Tuple>,
+    old_is_full: bool,
+}
+
 fn handle_message(
     msg: Message,
     state: &mut StreamState,
@@ -409,22 +418,7 @@ fn handle_message(
     status: &ListenerStatus,
     builder: Option<&mut TxnBuilder>,
 ) {
-    // The id column of a watched table; `Err` when the table is watched but has no such
-    // column (its views must reload), `Ok(None)` when it is not watched.
-    let watched_id = |rel: &Relation| match fanout.id_column(&rel.schema, &rel.name) {
-        None => Ok(None),
-        Some(c) => rel.column_index(c).map(Some).ok_or(()),
-    };
-    // A change on a relation the listener has no description of cannot be routed (its
-    // Relation message was lost or did not decode): every view reloads.
-    let unknown = |b: &mut TxnBuilder, rel: u32| {
-        tracing::error!(
-            relation = rel,
-            "a change on a relation the listener does not know; every view reloads"
-        );
-        b.reload_all();
-    };
-    match msg {
+    let change = match msg {
         Message::Relation(rel) => {
             let changed = state
                 .relations
@@ -437,89 +431,89 @@ fn handle_message(
                 }
             }
             state.relations.insert(rel.id, rel);
-        }
-        Message::Insert { rel, new } => {
-            status.rows.fetch_add(1, Ordering::Relaxed);
-            let Some(b) = builder else { return };
-            let Some(r) = state.relations.get(&rel) else {
-                return unknown(b, rel);
-            };
-            match watched_id(r) {
-                Ok(None) => {}
-                Err(()) => {
-                    tracing::error!(table = %r.name, "a watched table has no id column; its views reload");
-                    b.reload(r);
-                }
-                Ok(Some(id)) => {
-                    b.push(
-                        id,
-                        RowChange::new(r.clone(), ChangeKind::Insert, Some(new), None, false),
-                    );
-                }
-            }
-        }
-        Message::Update {
-            rel,
-            old,
-            old_is_full,
-            mut new,
-        } => {
-            status.rows.fetch_add(1, Ordering::Relaxed);
-            let Some(b) = builder else { return };
-            let Some(r) = state.relations.get(&rel) else {
-                return unknown(b, rel);
-            };
-            match watched_id(r) {
-                Ok(None) => {}
-                Err(()) => {
-                    tracing::error!(table = %r.name, "a watched table has no id column; its views reload");
-                    b.reload(r);
-                }
-                Ok(Some(id)) => {
-                    fill_unchanged_from_old(&mut new, old.as_ref(), old_is_full);
-                    b.push(
-                        id,
-                        RowChange::new(r.clone(), ChangeKind::Update, Some(new), old, old_is_full),
-                    );
-                }
-            }
-        }
-        Message::Delete {
-            rel,
-            old,
-            old_is_full,
-        } => {
-            status.rows.fetch_add(1, Ordering::Relaxed);
-            let Some(b) = builder else { return };
-            let Some(r) = state.relations.get(&rel) else {
-                return unknown(b, rel);
-            };
-            match watched_id(r) {
-                Ok(None) => {}
-                Err(()) => {
-                    tracing::error!(table = %r.name, "a watched table has no id column; its views reload");
-                    b.reload(r);
-                }
-                Ok(Some(id)) => {
-                    b.push(
-                        id,
-                        RowChange::new(r.clone(), ChangeKind::Delete, None, Some(old), old_is_full),
-                    );
-                }
-            }
+            return;
         }
         Message::Truncate { rels } => {
             if let Some(b) = builder {
                 for rel in rels {
                     match state.relations.get(&rel) {
                         Some(r) => b.reload(r),
-                        None => unknown(b, rel),
+                        None => reload_unknown(b, rel),
                     }
                 }
             }
+            return;
         }
-        Message::Type { .. } | Message::Other(_) => {}
+        Message::Type { .. } | Message::Other(_) => return,
+        Message::Insert { rel, new } => Incoming {
+            rel,
+            kind: ChangeKind::Insert,
+            new: Some(new),
+            old: None,
+            old_is_full: false,
+        },
+        Message::Update {
+            rel,
+            old,
+            old_is_full,
+            mut new,
+        } => {
+            fill_unchanged_from_old(&mut new, old.as_ref(), old_is_full);
+            Incoming {
+                rel,
+                kind: ChangeKind::Update,
+                new: Some(new),
+                old,
+                old_is_full,
+            }
+        }
+        Message::Delete {
+            rel,
+            old,
+            old_is_full,
+        } => Incoming {
+            rel,
+            kind: ChangeKind::Delete,
+            new: None,
+            old: Some(old),
+            old_is_full,
+        },
+    };
+    status.rows.fetch_add(1, Ordering::Relaxed);
+    let Some(b) = builder else { return };
+    let Some(r) = state.relations.get(&change.rel) else {
+        return reload_unknown(b, change.rel);
+    };
+    // The id column of a watched table (no type watches it: skip the row).
+    let Some(id_column) = fanout.id_column(&r.schema, &r.name) else {
+        return;
+    };
+    match r.column_index(id_column) {
+        Some(id) => b.push(
+            id,
+            RowChange::new(
+                r.clone(),
+                change.kind,
+                change.new,
+                change.old,
+                change.old_is_full,
+            ),
+        ),
+        None => {
+            tracing::error!(table = %r.name, "a watched table has no id column; its views reload");
+            b.reload(r);
+        }
     }
+}
+
+/// A change on a relation the listener has no description of cannot be routed (its Relation
+/// message was lost or did not decode): every view reloads.
+fn reload_unknown(b: &mut TxnBuilder, rel: u32) {
+    tracing::error!(
+        relation = rel,
+        "a change on a relation the listener does not know; every view reloads"
+    );
+    b.reload_all();
 }
 
 #[cfg(test)]
