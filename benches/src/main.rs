@@ -926,13 +926,21 @@ fn cpu_ms(pid: u32) -> f64 {
 /// assigned to them (a key set by `id`). `boards` boards, `per_board` users (and cards) per
 /// board, users disjoint between boards; `views` views spread over the boards. Renames of a
 /// user reach the views of its board only.
-async fn kanban(boards: i64, per_board: i64, views: usize, renames: usize, rate: f64) -> Vec<String> {
+async fn kanban(
+    boards: i64,
+    per_board: i64,
+    views: usize,
+    renames: usize,
+    rate: f64,
+) -> Vec<String> {
     let db = database(0, 0).await;
-    sqlx::query("INSERT INTO kb_users SELECT g, 'user ' || g FROM generate_series(1, $1::bigint) g")
-        .bind(boards * per_board)
-        .execute(&db.pool)
-        .await
-        .expect("users");
+    sqlx::query(
+        "INSERT INTO kb_users SELECT g, 'user ' || g FROM generate_series(1, $1::bigint) g",
+    )
+    .bind(boards * per_board)
+    .execute(&db.pool)
+    .await
+    .expect("users");
     sqlx::query(
         "INSERT INTO kb_cards SELECT g, (g - 1) / $1 + 1, g, 'card ' || g FROM generate_series(1, $2::bigint) g",
     )
@@ -945,11 +953,23 @@ async fn kanban(boards: i64, per_board: i64, views: usize, renames: usize, rate:
     let ready = Arc::new(AtomicU64::new(0));
     let last_seen = Arc::new((AtomicU64::new(0), Notify::new()));
     let (stop_tx, stop_rx) = watch::channel(false);
-    let warm = connect_views_at(&server, "/boards", boards, boards as usize, &ready, &last_seen, &stop_rx).await;
+    let warm = connect_views_at(
+        &server,
+        "/boards",
+        boards,
+        boards as usize,
+        &ready,
+        &last_seen,
+        &stop_rx,
+    )
+    .await;
     tokio::time::sleep(Duration::from_millis(500)).await;
     let before = server.rss_kib();
     let ready2 = Arc::new(AtomicU64::new(0));
-    let handles = connect_views_at(&server, "/boards", boards, views, &ready2, &last_seen, &stop_rx).await;
+    let handles = connect_views_at(
+        &server, "/boards", boards, views, &ready2, &last_seen, &stop_rx,
+    )
+    .await;
     tokio::time::sleep(Duration::from_secs(2)).await;
     let after = server.rss_kib();
     let per_view = after.saturating_sub(before) as f64 / views as f64;
@@ -1010,7 +1030,9 @@ async fn kanban(boards: i64, per_board: i64, views: usize, renames: usize, rate:
     let cpu_per_change = cpu / renames as f64;
     println!("{name}_server_cpu_per_change: {cpu_per_change:.3} ms");
     println!("{name}_memory_per_idle_view: {per_view:.2} KiB");
-    vec![format!("{row} {cpu_per_change:.3} ms | {per_view:.2} KiB |")]
+    vec![format!(
+        "{row} {cpu_per_change:.3} ms | {per_view:.2} KiB |"
+    )]
 }
 
 /// `kanban`: key-set views at 1,000 views over 20 boards and at 200 views over 4 boards (the
