@@ -373,7 +373,16 @@ impl Fanout {
             Some(entry) => std::mem::replace(&mut entry.keys, keys.clone()),
             None => return Ok((Vec::new(), st.next_seq)),
         };
-        unlink_keys(&mut st, view, &old_keys);
+        // Membership changes are incremental: only the keys that left are unlinked and only
+        // those that entered are linked (a key set of 50 that gains one key touches one entry).
+        let new_set: HashSet<&ScopeKey> = keys.iter().collect();
+        let removed: Vec<ScopeKey> = old_keys
+            .iter()
+            .filter(|k| !new_set.contains(k))
+            .cloned()
+            .collect();
+        let old_set: HashSet<ScopeKey> = old_keys.into_iter().collect();
+        unlink_keys(&mut st, view, &removed);
         let held_set: HashSet<(u16, Key)> = held
             .rows
             .iter()
@@ -389,7 +398,8 @@ impl Fanout {
             columns,
             ..
         } = &mut *st;
-        for (slot, ty, col, key) in &keys {
+        for k in keys.iter().filter(|k| !old_set.contains(*k)) {
+            let (slot, ty, col, key) = k;
             let e = by_key.entry((*ty, *col, key.clone())).or_insert_with(|| {
                 use_column(columns, *ty, col, 1);
                 KeyEntry::default()
@@ -748,12 +758,12 @@ fn slot_column(keys: &[ScopeKey], slot: u16) -> Option<&'static str> {
 }
 
 fn unlink_keys(st: &mut State, view: ViewId, keys: &[ScopeKey]) {
-    for (_, ty, col, key) in keys {
+    for (slot, ty, col, key) in keys {
         let k = (*ty, *col, key.clone());
         let Some(e) = st.by_key.get_mut(&k) else {
             continue;
         };
-        e.views.retain(|(v, _)| *v != view);
+        e.views.retain(|(v, s)| !(*v == view && s == slot));
         if e.views.is_empty()
             && let Some(e) = st.by_key.remove(&k)
         {
@@ -889,6 +899,33 @@ fn route_for_view(
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn key_set_changes_touch_only_the_keys_that_changed() {
+        let f = Fanout::new(FanoutLimits::default());
+        let mb = f.add_view();
+        let ty = TypeId::of::<u8>();
+        let k = |v: &str| (0u16, ty, "id", Key::from(v));
+        let held = HeldRows::default();
+        f.subscribe(mb.id, vec![k("1"), k("2")], &held, 0, None)
+            .expect("no gap");
+        f.subscribe(mb.id, vec![k("2"), k("3")], &held, 0, None)
+            .expect("no gap");
+        let st = f.lock();
+        let entry = |v: &str| st.by_key.get(&(ty, "id", Key::from(v)));
+        assert!(entry("1").is_none(), "a key that left is unlinked");
+        assert_eq!(
+            entry("2").map(|e| e.views.len()),
+            Some(1),
+            "a kept key is linked once"
+        );
+        assert_eq!(entry("3").map(|e| e.views.len()), Some(1));
+        assert_eq!(st.columns.get(&ty), Some(&vec![("id", 2)]));
+        drop(st);
+        f.remove_view(mb.id);
+        let st = f.lock();
+        assert!(st.by_key.is_empty() && st.columns.is_empty());
+    }
 
     #[test]
     fn snapshot_visibility() {
