@@ -164,6 +164,106 @@ pub mod __bench {
             self.model.to_html().len()
         }
     }
+
+    /// Mean time of the fan-out routing one committed one-row update that `matching` views
+    /// receive, while `others` views watch other keys of the same table (the real `Fanout`,
+    /// with rows decoded from pgoutput text tuples). In nanoseconds per transaction.
+    pub fn fanout_dispatch_ns(matching: usize, others: usize, rounds: usize) -> f64 {
+        use std::any::TypeId;
+        use std::sync::Arc;
+
+        use crate::fanout::{Fanout, FanoutLimits};
+        use crate::replication::change::{ChangeKind, RowChange, TxnBuilder};
+        use crate::replication::pgoutput::{Cell, Column, Relation};
+        use crate::watch::{HeldRows, Key, WatchTypes};
+
+        let fanout = Fanout::new(FanoutLimits {
+            mailbox: rounds + 1,
+            mailbox_bytes: usize::MAX,
+            ..FanoutLimits::default()
+        });
+        let mut types = WatchTypes::default();
+        types.add::<BenchRow>();
+        fanout.register_types(&types);
+        let ty = TypeId::of::<BenchRow>();
+        let held = HeldRows::default();
+        let mut boxes = Vec::new();
+        for v in 0..matching + others {
+            let mb = fanout.add_view();
+            let key = if v < matching {
+                Key::from("1")
+            } else {
+                Key::from((v + 2).to_string())
+            };
+            let _ = fanout.subscribe(mb.id, vec![(0, ty, "k", key)], &held, 0, None);
+            boxes.push(mb);
+        }
+        let rel = Arc::new(Relation {
+            id: 1,
+            schema: "public".into(),
+            name: "bench".into(),
+            replica_identity: b'd',
+            columns: vec![
+                Column {
+                    name: "id".into(),
+                    type_oid: 20,
+                    is_key: true,
+                },
+                Column {
+                    name: "k".into(),
+                    type_oid: 20,
+                    is_key: false,
+                },
+            ],
+        });
+        let start = std::time::Instant::now();
+        for r in 0..rounds {
+            let mut b = TxnBuilder::new(r as u32 + 1, 1 << 20);
+            let row = vec![
+                Cell::Text(((r % 100) + 1).to_string().into()),
+                Cell::Text("1".into()),
+            ];
+            b.push(
+                0,
+                RowChange::new(rel.clone(), ChangeKind::Update, Some(row), None, false),
+            );
+            fanout.dispatch(b.finish(r as u64 + 1, 0));
+            for mb in boxes.iter_mut().take(matching) {
+                while mb.rx.try_recv().is_ok() {}
+            }
+        }
+        start.elapsed().as_nanos() as f64 / rounds as f64
+    }
+
+    /// The row type of [`fanout_dispatch_ns`].
+    struct BenchRow {
+        id: i64,
+    }
+
+    impl crate::Watch for BenchRow {
+        const TABLE: &'static str = "bench";
+        const ID_COLUMN: &'static str = "id";
+        const KEY_COLUMN: &'static str = "k";
+        const COLUMNS: &'static [&'static str] = &["id", "k"];
+        type Id = i64;
+
+        fn id(&self) -> &i64 {
+            &self.id
+        }
+
+        fn subscription_key(&self) -> Option<crate::Key> {
+            None
+        }
+
+        fn decode(
+            row: &crate::watch::RowData<'_>,
+            base: Option<&Self>,
+        ) -> Result<Self, crate::watch::DecodeError> {
+            Ok(BenchRow {
+                id: row.field("id", base.map(|b| &b.id))?,
+            })
+        }
+    }
 }
 
 /// Items the derive macros refer to. Not part of the public API.
