@@ -10,105 +10,32 @@
 use std::process::ExitCode;
 
 use live_core::LiveConfig;
-use live_core::postgres::LocalPostgres;
+use live_launch::App;
 use todo::TodoConfig;
 
-async fn local_database() -> Result<(String, LocalPostgres), String> {
-    let dir = std::env::var("TODO_DATA_DIR").unwrap_or_else(|_| ".todo-data".into());
-    println!("No DATABASE_URL: starting a private Postgres in {dir}/ ...");
-    let pg = tokio::task::spawn_blocking(move || LocalPostgres::persistent(&dir))
-        .await
-        .map_err(|e| e.to_string())?
-        .map_err(|e| e.to_string())?;
-    let admin = sqlx::PgPool::connect(&pg.url("postgres"))
-        .await
-        .map_err(|e| format!("cannot connect to the private Postgres: {e}"))?;
-    let exists: bool =
-        sqlx::query_scalar("SELECT EXISTS (SELECT 1 FROM pg_database WHERE datname = 'todo')")
-            .fetch_one(&admin)
-            .await
-            .map_err(|e| e.to_string())?;
-    if !exists {
-        sqlx::query("CREATE DATABASE todo")
-            .execute(&admin)
-            .await
-            .map_err(|e| e.to_string())?;
-    }
-    admin.close().await;
-    Ok((pg.url("todo"), pg))
-}
+const APP: App = App {
+    title: "Todo app",
+    database: "todo",
+    data_dir: ("TODO_DATA_DIR", ".todo-data"),
+    default_addr: "127.0.0.1:3000",
+    psql_example: "UPDATE todos SET title = title || ' (from psql)'",
+};
 
 #[tokio::main]
 async fn main() -> ExitCode {
-    tracing_subscriber::fmt()
-        .with_env_filter(std::env::var("RUST_LOG").unwrap_or_else(|_| "info,sqlx=warn".into()))
-        .init();
-    let (database_url, cluster) = match std::env::var("DATABASE_URL") {
-        Ok(url) => (url, None),
-        Err(_) => match local_database().await {
-            Ok((url, pg)) => (url, Some(pg)),
-            Err(e) => {
-                eprintln!("error: {e}");
-                return ExitCode::FAILURE;
-            }
-        },
+    live_launch::init_tracing();
+    let (database_url, cluster) = match live_launch::or_exit(live_launch::database(&APP)).await {
+        Ok(d) => d,
+        Err(code) => return code,
     };
     let config = TodoConfig {
         database_url,
         slot: std::env::var("TODO_SLOT").unwrap_or_else(|_| "live_slot".into()),
         live: LiveConfig::from_env(),
     };
-    let (app, live) = match todo::app(config).await {
+    let (app, live) = match live_launch::or_exit(todo::app(config)).await {
         Ok(a) => a,
-        Err(e) => {
-            eprintln!("error: {e}");
-            return ExitCode::FAILURE;
-        }
+        Err(code) => return code,
     };
-    let addr = std::env::var("PORT")
-        .map(|p| {
-            if p.contains(':') {
-                p
-            } else {
-                format!("127.0.0.1:{p}")
-            }
-        })
-        .unwrap_or_else(|_| "127.0.0.1:3000".into());
-    let listener = match tokio::net::TcpListener::bind(&addr).await {
-        Ok(l) => l,
-        Err(e) => {
-            eprintln!("error: cannot listen on {addr}: {e} (set PORT)");
-            return ExitCode::FAILURE;
-        }
-    };
-    match listener.local_addr() {
-        Ok(a) => println!("Todo app running at http://{a}/  (Ctrl-C to stop)"),
-        Err(_) => println!("Todo app running on {addr}"),
-    }
-    if let Some(pg) = &cluster {
-        println!(
-            "Change a row and watch every window update:\n  {} -c \"UPDATE todos SET title = title || ' (from psql)'\"",
-            pg.psql_command("todo")
-        );
-    }
-    // Ctrl-C or SIGTERM (systemd, containers): stop accepting, tell the websockets to
-    // reconnect, finish open requests (with a deadline), then stop the private Postgres.
-    let stopping = live.clone();
-    let shutdown = async move {
-        live_core::shutdown_signal().await;
-        stopping.shutdown().await;
-    };
-    let result = live_core::serve_until(listener, app, shutdown).await;
-    live.shutdown().await;
-    if let Some(pg) = cluster {
-        println!("Stopping the private Postgres ...");
-        let _ = tokio::task::spawn_blocking(move || drop(pg)).await;
-    }
-    match result {
-        Ok(()) => ExitCode::SUCCESS,
-        Err(e) => {
-            eprintln!("error: {e}");
-            ExitCode::FAILURE
-        }
-    }
+    live_launch::serve(&APP, app, live, cluster).await
 }
