@@ -580,22 +580,40 @@ async fn key_sets_stay_exact_through_thousands_of_writes_and_walsender_kills() {
             let sql: (String, Vec<i64>) = match rng.below(8) {
                 0 | 1 => {
                     let u = users[rng.below(users.len() as u64) as usize];
-                    ("UPDATE cards SET assignee_id = $2 WHERE id = $1".into(), vec![card, u])
+                    (
+                        "UPDATE cards SET assignee_id = $2 WHERE id = $1".into(),
+                        vec![card, u],
+                    )
                 }
-                2 => ("UPDATE cards SET assignee_id = NULL WHERE id = $1".into(), vec![card]),
+                2 => (
+                    "UPDATE cards SET assignee_id = NULL WHERE id = $1".into(),
+                    vec![card],
+                ),
                 3 => {
                     let b = 1 + rng.below(3) as i64;
-                    ("UPDATE cards SET board_id = $2 WHERE id = $1".into(), vec![card, b])
+                    (
+                        "UPDATE cards SET board_id = $2 WHERE id = $1".into(),
+                        vec![card, b],
+                    )
                 }
                 4 => {
                     let u = users[rng.below(users.len() as u64) as usize];
-                    (format!("UPDATE users SET name = 'u{u}-v{op}' WHERE id = $1"), vec![u])
+                    (
+                        format!("UPDATE users SET name = 'u{u}-v{op}' WHERE id = $1"),
+                        vec![u],
+                    )
                 }
                 5 => {
                     let b = 1 + rng.below(3) as i64;
-                    (format!("UPDATE boards SET name = 'b{b}-v{op}' WHERE id = $1"), vec![b])
+                    (
+                        format!("UPDATE boards SET name = 'b{b}-v{op}' WHERE id = $1"),
+                        vec![b],
+                    )
                 }
-                6 => ("UPDATE cards SET archived = NOT archived WHERE id = $1".into(), vec![card]),
+                6 => (
+                    "UPDATE cards SET archived = NOT archived WHERE id = $1".into(),
+                    vec![card],
+                ),
                 _ => {
                     if rng.below(2) == 0 {
                         ("DELETE FROM cards WHERE id = $1".into(), vec![card])
