@@ -599,3 +599,39 @@ async fn a_big_page_arrives_in_bounded_frames() {
     let biggest = c.log.iter().map(|f| f.to_string().len()).max().unwrap_or(0);
     assert!(biggest < 64 * 1024, "largest frame {biggest} B");
 }
+
+/// Pages load the client from a content-hashed URL that may be cached for a year; the plain
+/// `/live/live.js` stays, cached briefly.
+#[tokio::test]
+async fn the_client_is_served_at_a_content_hashed_url_with_long_caching() {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let addr = start().await;
+    let (status, page) = get(addr, "/lab").await;
+    assert_eq!(status, 200);
+    let at = page.find("src=\"/live/live-").expect("a hashed script URL") + 5;
+    let end = page[at..].find('"').expect("end of src") + at;
+    let src = &page[at..end];
+    assert!(
+        src.ends_with(".js") && src.len() == "/live/live-0123456789abcdef.js".len(),
+        "{src}"
+    );
+    let fetch = |path: String| async move {
+        let mut s = tokio::net::TcpStream::connect(addr).await.expect("connect");
+        let req = format!("GET {path} HTTP/1.1\r\nHost: {addr}\r\nConnection: close\r\n\r\n");
+        s.write_all(req.as_bytes()).await.expect("write");
+        let mut buf = Vec::new();
+        s.read_to_end(&mut buf).await.expect("read");
+        String::from_utf8_lossy(&buf).into_owned()
+    };
+    let hashed = fetch(src.to_string()).await;
+    let (head, body) = hashed.split_once("\r\n\r\n").expect("a response");
+    assert!(head.starts_with("HTTP/1.1 200"), "{head}");
+    assert!(
+        head.to_ascii_lowercase()
+            .contains("cache-control: public, max-age=31536000, immutable"),
+        "{head}"
+    );
+    assert_eq!(body, include_str!("../assets/live.js"));
+    let plain = fetch("/live/live.js".into()).await;
+    assert!(plain.to_ascii_lowercase().contains("max-age=300"));
+}

@@ -28,8 +28,20 @@ use crate::view::{
 };
 use crate::watch::{ChangeStream, Key, KeyValue, Watch, WatchTypes};
 
-/// The browser client, served at `<prefix>/live.js`.
+/// The browser client, served at `<prefix>/live-<hash>.js` (cached for a year: the name
+/// changes with the content) and at `<prefix>/live.js` (cached briefly).
 const LIVE_JS: &str = include_str!("../../assets/live.js");
+
+/// The file name of the client with its content hash (`live-<16 hex>.js`).
+fn live_js_name() -> &'static str {
+    static NAME: std::sync::OnceLock<String> = std::sync::OnceLock::new();
+    NAME.get_or_init(|| {
+        use sha2::Digest;
+        let digest = sha2::Sha256::digest(LIVE_JS.as_bytes());
+        let hex: String = digest.iter().take(8).map(|b| format!("{b:02x}")).collect();
+        format!("live-{hex}.js")
+    })
+}
 
 /// The parts of a page a layout puts together.
 pub struct Page<'a> {
@@ -323,12 +335,17 @@ impl<S: Clone + Send + Sync + 'static> Live<S> {
         &self.rt.state
     }
 
-    /// The routes of the runtime itself: `<prefix>/live.js` and `<prefix>/websocket`.
+    /// The routes of the runtime itself: the client at `<prefix>/live-<hash>.js` (what pages
+    /// load; cached for a year) and `<prefix>/live.js`, and `<prefix>/websocket`.
     pub fn router<RS: Clone + Send + Sync + 'static>(&self) -> Router<RS> {
         let prefix = self.rt.config.prefix.trim_end_matches('/').to_string();
         let rt = self.rt.clone();
         Router::new()
             .route(&format!("{prefix}/live.js"), get(serve_js))
+            .route(
+                &format!("{prefix}/{}", live_js_name()),
+                get(serve_js_hashed),
+            )
             .route(
                 &format!("{prefix}/websocket"),
                 get(ws_upgrade::<S>).with_state(rt),
@@ -806,6 +823,17 @@ pub async fn serve_with(
     Ok(())
 }
 
+async fn serve_js_hashed() -> Response {
+    (
+        [
+            (header::CONTENT_TYPE, "text/javascript; charset=utf-8"),
+            (header::CACHE_CONTROL, "public, max-age=31536000, immutable"),
+        ],
+        LIVE_JS,
+    )
+        .into_response()
+}
+
 async fn serve_js() -> Response {
     (
         [
@@ -939,7 +967,7 @@ async fn render_page<V: LiveView>(
     let page = Page {
         title: title.as_deref(),
         head: html! {
-            script defer src=(format!("{prefix}/live.js")) data-live-socket=(format!("{prefix}/websocket")) {}
+            script defer src=(format!("{prefix}/{}", live_js_name())) data-live-socket=(format!("{prefix}/websocket")) {}
         },
         body: html! {
             div id=(format!("lv-{id}")) data-live-root data-live-token=(token) class="live-loading" {
