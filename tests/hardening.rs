@@ -18,13 +18,6 @@ use tokio::net::TcpStream;
 
 const WAIT: Duration = Duration::from_secs(15);
 
-async fn exec(db: &TestDb, sql: &str) {
-    sqlx::raw_sql(sqlx::AssertSqlSafe(sql.to_string()))
-        .execute(&db.pool)
-        .await
-        .unwrap_or_else(|e| panic!("{sql}: {e}"));
-}
-
 /// Item 1: rows a view got from the mount replay (committed while it mounted, before any
 /// view of that list had subscribed) are routable by id: their later DELETE (default
 /// identity: only the primary key) reaches the view.
@@ -80,11 +73,8 @@ async fn an_undecodable_message_reloads_the_views_instead_of_dropping_the_change
     let (mut a, ta) = open(addr, "/lists/1").await;
     let (mut d, td) = open(addr, "/d/1").await;
     live_core::testing::fail_next_relation(&format!("slot_{}", db.name), "items");
-    exec(
-        &db,
-        "INSERT INTO items (id, list_id, title) VALUES (1, 1, 'after a bad message')",
-    )
-    .await;
+    db.exec("INSERT INTO items (id, list_id, title) VALUES (1, 1, 'after a bad message')")
+        .await;
     let ok = a
         .wait_html(&ta, WAIT, |h| {
             rows(h) == vec![(1, "after a bad message".to_string())]
@@ -92,8 +82,7 @@ async fn an_undecodable_message_reloads_the_views_instead_of_dropping_the_change
         .await;
     assert!(ok, "the change was dropped: {:?}", rows(&a.html(&ta)));
     // Later changes flow as usual, on both tables.
-    exec(
-        &db,
+    db.exec(
         "INSERT INTO items (id, list_id, title) VALUES (2, 1, 'next'); \
          INSERT INTO items_d (id, list_id, title) VALUES (3, 1, 'other table')",
     )
@@ -113,16 +102,10 @@ async fn a_key_filtered_stream_sees_moves_as_inserts_and_deletes() {
     let db = TestDb::new(items::SCHEMA).await;
     let (_addr, live) = items::start(&db).await;
     let mut stream = live.changes::<items::Item>().key(2_i64).subscribe(64);
-    exec(
-        &db,
-        "INSERT INTO items (id, list_id, title) VALUES (1, 1, 'secret of list 1')",
-    )
-    .await;
-    exec(
-        &db,
-        "UPDATE items SET list_id = 2, title = 'now in 2' WHERE id = 1",
-    )
-    .await;
+    db.exec("INSERT INTO items (id, list_id, title) VALUES (1, 1, 'secret of list 1')")
+        .await;
+    db.exec("UPDATE items SET list_id = 2, title = 'now in 2' WHERE id = 1")
+        .await;
     let next = tokio::time::timeout(WAIT, stream.recv())
         .await
         .expect("a change")
@@ -137,11 +120,8 @@ async fn a_key_filtered_stream_sees_moves_as_inserts_and_deletes() {
         }
         other => panic!("a move-in must be Inserted, got {other:?}"),
     }
-    exec(
-        &db,
-        "UPDATE items SET list_id = 3, title = 'gone to 3' WHERE id = 1",
-    )
-    .await;
+    db.exec("UPDATE items SET list_id = 3, title = 'gone to 3' WHERE id = 1")
+        .await;
     let next = tokio::time::timeout(WAIT, stream.recv())
         .await
         .expect("a change")
@@ -231,9 +211,7 @@ async fn a_client_that_stops_reading_is_disconnected() {
     let mut config = LiveConfig::new(SECRET.to_vec());
     config.write_timeout = Duration::from_secs(2);
     let (addr, live) = items::start_with(&db, config).await;
-    exec(
-        &db,
-        "INSERT INTO items_d (id, list_id, title) SELECT g, 1, repeat('x', 1 << 20) FROM generate_series(1, 4) g",
+    db.exec("INSERT INTO items_d (id, list_id, title) SELECT g, 1, repeat('x', 1 << 20) FROM generate_series(1, 4) g",
     )
     .await;
     // The stalled client: joins 8 views of the big list and never reads again.
@@ -276,11 +254,8 @@ async fn a_client_that_stops_reading_is_disconnected() {
     }
     assert_eq!(views, 1, "the stalled client's views are still connected");
     writer.await.expect("writer");
-    exec(
-        &db,
-        "INSERT INTO items (id, list_id, title) VALUES (1, 1, 'fast client still live')",
-    )
-    .await;
+    db.exec("INSERT INTO items (id, list_id, title) VALUES (1, 1, 'fast client still live')")
+        .await;
     assert!(
         fast.wait_html(&tf, WAIT, |h| h.contains("fast client still live"))
             .await
@@ -293,9 +268,7 @@ async fn a_client_that_stops_reading_is_disconnected() {
 #[tokio::test]
 async fn a_mount_flood_on_one_socket_does_not_starve_other_page_loads() {
     let db = TestDb::new(items::SCHEMA).await;
-    exec(
-        &db,
-        "INSERT INTO items_d (id, list_id, title) SELECT g, 1, 'row ' || g FROM generate_series(1, 500) g",
+    db.exec("INSERT INTO items_d (id, list_id, title) SELECT g, 1, 'row ' || g FROM generate_series(1, 500) g",
     )
     .await;
     let mut config = LiveConfig::new(SECRET.to_vec());
@@ -413,8 +386,7 @@ async fn half_open_connections_time_out_and_shutdown_has_a_deadline() {
 #[tokio::test]
 async fn views_of_the_same_rows_share_them() {
     let db = TestDb::new(items::SCHEMA).await;
-    exec(
-        &db,
+    db.exec(
         "INSERT INTO items_d (id, list_id, title) VALUES (7001, 1, 'shared'), (7002, 1, 'also')",
     )
     .await;
@@ -429,7 +401,8 @@ async fn views_of_the_same_rows_share_them() {
         live_core::testing::row_holders::<ItemD>(7001_i64)
     );
     // A replicated change is shared too, and so is a view mounted after it.
-    exec(&db, "UPDATE items_d SET title = 'changed' WHERE id = 7001").await;
+    db.exec("UPDATE items_d SET title = 'changed' WHERE id = 7001")
+        .await;
     for (c, t) in views.iter_mut() {
         assert!(c.wait_html(t, WAIT, |h| h.contains("changed")).await);
     }

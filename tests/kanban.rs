@@ -3,7 +3,6 @@
 //! the "my cards" pages, and the first (GET) render equal to the connected one.
 
 use std::net::SocketAddr;
-use std::process::Command;
 use std::time::Duration;
 
 use fantoccini::key::Key;
@@ -26,34 +25,6 @@ async fn start() -> (SocketAddr, TestDb) {
     .await
     .expect("the kanban app starts");
     (serve(router).await, db)
-}
-
-fn psql(db: &TestDb, sql: &str) {
-    let out = Command::new("psql")
-        .args([
-            "-X",
-            "-q",
-            "-v",
-            "ON_ERROR_STOP=1",
-            "-d",
-            &db.url,
-            "-c",
-            sql,
-        ])
-        .output()
-        .expect("run psql");
-    assert!(
-        out.status.success(),
-        "psql: {}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-}
-
-async fn exec(db: &TestDb, sql: &str) {
-    sqlx::raw_sql(sqlx::AssertSqlSafe(sql.to_string()))
-        .execute(&db.pool)
-        .await
-        .unwrap_or_else(|e| panic!("{sql}: {e}"));
 }
 
 async fn count(db: &TestDb, sql: &str) -> i64 {
@@ -430,9 +401,7 @@ async fn two_browsers_on_one_board_see_each_others_adds_moves_renames_assignment
 #[tokio::test]
 async fn psql_renames_and_moves_reach_the_board_and_my_cards_within_two_seconds() {
     let (addr, db) = start().await;
-    exec(
-        &db,
-        "INSERT INTO boards (id, name) VALUES (2, 'Second board');
+    db.exec("INSERT INTO boards (id, name) VALUES (2, 'Second board');
          INSERT INTO columns (id, board_id, name, position) VALUES (4, 2, 'Backlog', 0), (5, 2, 'Shipped', 1);
          INSERT INTO cards (id, board_id, column_id, position, title, assignee_id)
              VALUES (6, 2, 4, 0, 'Board two card', 1);",
@@ -465,7 +434,7 @@ async fn psql_renames_and_moves_reach_the_board_and_my_cards_within_two_seconds(
     .await;
 
     // A user renamed: the board (Ada is in its key set of assignees) and her own page.
-    psql(&db, "UPDATE users SET name = 'Ada Lovelace' WHERE id = 1");
+    db.psql("UPDATE users SET name = 'Ada Lovelace' WHERE id = 1");
     wait_board(
         &mut board,
         &tb,
@@ -501,9 +470,9 @@ async fn psql_renames_and_moves_reach_the_board_and_my_cards_within_two_seconds(
     .await;
 
     // A board renamed: its page, and the "my cards" pages with cards on it.
-    psql(&db, "UPDATE boards SET name = 'Launch' WHERE id = 1");
+    db.psql("UPDATE boards SET name = 'Launch' WHERE id = 1");
     // A column renamed.
-    psql(&db, "UPDATE columns SET name = 'Ideas' WHERE id = 1");
+    db.psql("UPDATE columns SET name = 'Ideas' WHERE id = 1");
     wait_board(
         &mut board,
         &tb,
@@ -547,10 +516,7 @@ async fn psql_renames_and_moves_reach_the_board_and_my_cards_within_two_seconds(
     .await;
 
     // A card moved to another column (the column key set of "my cards" changes).
-    psql(
-        &db,
-        "UPDATE cards SET column_id = 3, position = 5 WHERE id = 1",
-    );
+    db.psql("UPDATE cards SET column_id = 3, position = 5 WHERE id = 1");
     wait_board(
         &mut board,
         &tb,
@@ -589,10 +555,7 @@ async fn psql_renames_and_moves_reach_the_board_and_my_cards_within_two_seconds(
 
     // A card moved to another board: it leaves this board; "my cards" shows its new board and
     // column (both key sets change).
-    psql(
-        &db,
-        "UPDATE cards SET board_id = 2, column_id = 5 WHERE id = 3",
-    );
+    db.psql("UPDATE cards SET board_id = 2, column_id = 5 WHERE id = 3");
     let board_after_move: &[(&str, &[&str])] = &[
         (
             "Ideas",
@@ -623,7 +586,7 @@ async fn psql_renames_and_moves_reach_the_board_and_my_cards_within_two_seconds(
 
     // A card given to another assignee: it leaves Ada's page, enters Grace's, and the board
     // shows the new name.
-    psql(&db, "UPDATE cards SET assignee_id = 2 WHERE id = 1");
+    db.psql("UPDATE cards SET assignee_id = 2 WHERE id = 1");
     wait_mine(
         &mut ada,
         &ta,
@@ -669,8 +632,7 @@ async fn psql_renames_and_moves_reach_the_board_and_my_cards_within_two_seconds(
 
     // A card moved onto this board from another one (a move in), and a delete (the default
     // replica identity: the delete carries only the id).
-    psql(
-        &db,
+    db.psql(
         "UPDATE cards SET board_id = 1, column_id = 2 WHERE id = 6; DELETE FROM cards WHERE id = 2",
     );
     wait_board(
@@ -725,8 +687,7 @@ async fn psql_renames_and_moves_reach_the_board_and_my_cards_within_two_seconds(
 #[tokio::test]
 async fn the_get_html_of_a_board_equals_the_connected_render() {
     let (addr, db) = start().await;
-    exec(
-        &db,
+    db.exec(
         "INSERT INTO cards (board_id, column_id, position, title, assignee_id)
              VALUES (1, 2, 7, '<b>bold</b> & \"quoted\"', 3)",
     )

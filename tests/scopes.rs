@@ -12,7 +12,7 @@ use live_core::{
     Assigns, Ctx, Event, Live, LiveConfig, LiveView, Markup, Mount, RouterExt, SyncConfig, SyncCtx,
     ViewError, Watch, html, keyed,
 };
-use live_tests::{SECRET, TestDb, WsClient, open};
+use live_tests::{Rng, SECRET, TestDb, WsClient, open};
 
 const WAIT: Duration = Duration::from_secs(15);
 
@@ -264,13 +264,6 @@ async fn start(db: &TestDb) -> (std::net::SocketAddr, Live<()>) {
     (live_tests::serve(app).await, live)
 }
 
-async fn exec(db: &TestDb, sql: &str) {
-    sqlx::raw_sql(sqlx::AssertSqlSafe(sql.to_string()))
-        .execute(&db.pool)
-        .await
-        .unwrap_or_else(|e| panic!("{sql}: {e}"));
-}
-
 /// The `li` texts of a page, in order.
 fn items(html: &str) -> Vec<String> {
     let mut out = Vec::new();
@@ -299,8 +292,7 @@ async fn wait_items(c: &mut WsClient, topic: &str, want: &[&str]) {
 async fn scopes_script(identity_full: bool) {
     let db = TestDb::new(SCHEMA).await;
     if identity_full {
-        exec(
-            &db,
+        db.exec(
             "ALTER TABLE cards REPLICA IDENTITY FULL; ALTER TABLE users REPLICA IDENTITY FULL; \
              ALTER TABLE boards REPLICA IDENTITY FULL",
         )
@@ -322,12 +314,14 @@ async fn scopes_script(identity_full: bool) {
     wait_items(&mut all, &tu, &["Ada", "Bo", "Cy"]).await;
 
     // A user in the board's key set is renamed (by another connection): the board shows it.
-    exec(&db, "UPDATE users SET name = 'Bo B.' WHERE id = 8").await;
+    db.exec("UPDATE users SET name = 'Bo B.' WHERE id = 8")
+        .await;
     wait_items(&mut board, &tb, &["write spec @Ada", "review @Bo B."]).await;
     wait_items(&mut all, &tu, &["Ada", "Bo B.", "Cy"]).await;
 
     // A board renamed: "my cards" of both users with cards there follow.
-    exec(&db, "UPDATE boards SET name = 'Board 2' WHERE id = 2").await;
+    db.exec("UPDATE boards SET name = 'Board 2' WHERE id = 2")
+        .await;
     wait_items(
         &mut ada,
         &ta,
@@ -338,7 +332,8 @@ async fn scopes_script(identity_full: bool) {
 
     // Reassigned: the card leaves Ada's page, enters Cy's; on the board, the key set grows to
     // Cy (loaded through the fence) and the name follows.
-    exec(&db, "UPDATE cards SET assignee_id = 9 WHERE id = 1").await;
+    db.exec("UPDATE cards SET assignee_id = 9 WHERE id = 1")
+        .await;
     wait_items(&mut ada, &ta, &["deploy in Board 2"]).await;
     wait_items(
         &mut cy,
@@ -349,28 +344,24 @@ async fn scopes_script(identity_full: bool) {
     wait_items(&mut board, &tb, &["write spec @Cy", "review @Bo B."]).await;
 
     // A card moved to another board (a move between keys of the default scope).
-    exec(&db, "UPDATE cards SET board_id = 2 WHERE id = 2").await;
+    db.exec("UPDATE cards SET board_id = 2 WHERE id = 2").await;
     wait_items(&mut board, &tb, &["write spec @Cy"]).await;
     // Bo left the board's key set: a rename of Bo no longer changes it.
-    exec(&db, "UPDATE users SET name = 'Bo again' WHERE id = 8").await;
+    db.exec("UPDATE users SET name = 'Bo again' WHERE id = 8")
+        .await;
     wait_items(&mut all, &tu, &["Ada", "Bo again", "Cy"]).await;
 
     // The filter: archived cards leave (move out), unarchived come back (move in).
-    exec(&db, "UPDATE cards SET archived = true WHERE id = 1").await;
+    db.exec("UPDATE cards SET archived = true WHERE id = 1")
+        .await;
     wait_items(&mut board, &tb, &[]).await;
-    exec(
-        &db,
-        "UPDATE cards SET archived = false, title = 'spec v2' WHERE id = 1",
-    )
-    .await;
+    db.exec("UPDATE cards SET archived = false, title = 'spec v2' WHERE id = 1")
+        .await;
     wait_items(&mut board, &tb, &["spec v2 @Cy"]).await;
 
     // A new card, then a delete (default identity: the delete carries only the id).
-    exec(
-        &db,
-        "INSERT INTO cards VALUES (5, 1, 7, 'new for Ada', false)",
-    )
-    .await;
+    db.exec("INSERT INTO cards VALUES (5, 1, 7, 'new for Ada', false)")
+        .await;
     wait_items(&mut board, &tb, &["spec v2 @Cy", "new for Ada @Ada"]).await;
     wait_items(
         &mut ada,
@@ -378,14 +369,14 @@ async fn scopes_script(identity_full: bool) {
         &["deploy in Board 2", "new for Ada in Board one"],
     )
     .await;
-    exec(&db, "DELETE FROM cards WHERE id = 5").await;
+    db.exec("DELETE FROM cards WHERE id = 5").await;
     wait_items(&mut board, &tb, &["spec v2 @Cy"]).await;
     wait_items(&mut ada, &ta, &["deploy in Board 2"]).await;
 
     // The whole table: inserts and deletes.
-    exec(&db, "INSERT INTO users VALUES (10, 'Di')").await;
+    db.exec("INSERT INTO users VALUES (10, 'Di')").await;
     wait_items(&mut all, &tu, &["Ada", "Bo again", "Cy", "Di"]).await;
-    exec(&db, "DELETE FROM users WHERE id = 8").await;
+    db.exec("DELETE FROM users WHERE id = 8").await;
     wait_items(&mut all, &tu, &["Ada", "Cy", "Di"]).await;
 
     // The key changed at run time by the server: the page follows the new user.
@@ -400,7 +391,8 @@ async fn scopes_script(identity_full: bool) {
         &["spec v2 in Board one", "secret of Cy in Board 2"],
     )
     .await;
-    exec(&db, "UPDATE cards SET title = 'after switch' WHERE id = 4").await;
+    db.exec("UPDATE cards SET title = 'after switch' WHERE id = 4")
+        .await;
     wait_items(
         &mut ada,
         &ta,
@@ -487,7 +479,7 @@ async fn a_whole_table_watch_over_its_cap_is_an_error() {
     let addr = live_tests::serve(app).await;
     let (mut c, t) = open(addr, "/few").await;
     assert!(c.html(&t).contains("3 users"));
-    exec(&db, "INSERT INTO users VALUES (11, 'Ed')").await;
+    db.exec("INSERT INTO users VALUES (11, 'Ed')").await;
     let mut crashed = false;
     while let Some(f) = c.next(WAIT).await {
         if f[3] == "error" {
@@ -503,19 +495,6 @@ async fn a_whole_table_watch_over_its_cap_is_an_error() {
     let topic = format!("lv:{id}");
     let reply = c.join(&topic, &token, &format!("http://{addr}/few")).await;
     assert_eq!(reply["response"]["reason"], "mount_failed", "{reply}");
-}
-
-/// A tiny deterministic generator.
-struct Rng(u64);
-
-impl Rng {
-    fn below(&mut self, n: u64) -> u64 {
-        self.0 = self
-            .0
-            .wrapping_mul(6364136223846793005)
-            .wrapping_add(1442695040888963407);
-        (self.0 >> 33) % n
-    }
 }
 
 /// What a board page must show, from a fresh query.
@@ -554,8 +533,7 @@ async fn mine_want(db: &TestDb, user: i64) -> Vec<String> {
 #[tokio::test]
 async fn key_sets_stay_exact_through_thousands_of_writes_and_walsender_kills() {
     let db = TestDb::new(SCHEMA).await;
-    exec(
-        &db,
+    db.exec(
         "INSERT INTO boards VALUES (3, 'Board three'); \
          INSERT INTO users SELECT g, 'user ' || g FROM generate_series(10, 20) g; \
          INSERT INTO cards SELECT g, 1 + g % 3, CASE WHEN g % 5 = 0 THEN NULL ELSE 7 + g % 14 END, \

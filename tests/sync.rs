@@ -2,7 +2,6 @@
 //! committed: by another connection and by `psql`, for tables with full and default replica
 //! identity; key moves, truncates, isolation between keys, a slow client, a killed walsender.
 
-use std::process::Command;
 use std::time::{Duration, Instant};
 
 use live_core::RouterExt;
@@ -11,34 +10,6 @@ use live_tests::{TestDb, WsClient, open};
 use serde_json::Value;
 
 const WAIT: Duration = Duration::from_secs(10);
-
-fn psql(db: &TestDb, sql: &str) {
-    let out = Command::new("psql")
-        .args([
-            "-X",
-            "-q",
-            "-v",
-            "ON_ERROR_STOP=1",
-            "-d",
-            &db.url,
-            "-c",
-            sql,
-        ])
-        .output()
-        .expect("run psql");
-    assert!(
-        out.status.success(),
-        "psql: {}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-}
-
-async fn exec(db: &TestDb, sql: &str) {
-    sqlx::raw_sql(sqlx::AssertSqlSafe(sql.to_string()))
-        .execute(&db.pool)
-        .await
-        .unwrap_or_else(|e| panic!("{sql}: {e}"));
-}
 
 async fn wait_rows(c: &mut WsClient, topic: &str, want: &[(i64, &str)]) {
     let want: Vec<(i64, String)> = want.iter().map(|(i, t)| (*i, t.to_string())).collect();
@@ -53,26 +24,23 @@ async fn crud_script(db: &TestDb, table: &str, prefix: &str) {
     let (mut b, tb) = open(addr, &format!("{prefix}/2")).await;
     wait_rows(&mut a, &ta, &[]).await;
 
-    exec(
-        db,
-        &format!("INSERT INTO {table} (id, list_id, title) VALUES (1, 1, 'milk'), (2, 1, 'eggs')"),
-    )
+    db.exec(&format!(
+        "INSERT INTO {table} (id, list_id, title) VALUES (1, 1, 'milk'), (2, 1, 'eggs')"
+    ))
     .await;
     wait_rows(&mut a, &ta, &[(1, "milk"), (2, "eggs")]).await;
-    psql(
-        db,
-        &format!("INSERT INTO {table} (id, list_id, title) VALUES (3, 1, 'from psql 😀')"),
-    );
+    db.psql(&format!(
+        "INSERT INTO {table} (id, list_id, title) VALUES (3, 1, 'from psql 😀')"
+    ));
     wait_rows(
         &mut a,
         &ta,
         &[(1, "milk"), (2, "eggs"), (3, "from psql 😀")],
     )
     .await;
-    exec(
-        db,
-        &format!("UPDATE {table} SET title = 'oat milk', done = true WHERE id = 1"),
-    )
+    db.exec(&format!(
+        "UPDATE {table} SET title = 'oat milk', done = true WHERE id = 1"
+    ))
     .await;
     wait_rows(
         &mut a,
@@ -80,59 +48,53 @@ async fn crud_script(db: &TestDb, table: &str, prefix: &str) {
         &[(1, "oat milk ✓"), (2, "eggs"), (3, "from psql 😀")],
     )
     .await;
-    psql(
-        db,
-        &format!("UPDATE {table} SET title = 'big eggs' WHERE id = 2"),
-    );
+    db.psql(&format!(
+        "UPDATE {table} SET title = 'big eggs' WHERE id = 2"
+    ));
     wait_rows(
         &mut a,
         &ta,
         &[(1, "oat milk ✓"), (2, "big eggs"), (3, "from psql 😀")],
     )
     .await;
-    exec(db, &format!("DELETE FROM {table} WHERE id = 3")).await;
+    db.exec(&format!("DELETE FROM {table} WHERE id = 3")).await;
     wait_rows(&mut a, &ta, &[(1, "oat milk ✓"), (2, "big eggs")]).await;
 
     // A key move: the row leaves list 1 and enters list 2.
-    exec(
-        db,
-        &format!("UPDATE {table} SET list_id = 2, title = 'moved' WHERE id = 2"),
-    )
+    db.exec(&format!(
+        "UPDATE {table} SET list_id = 2, title = 'moved' WHERE id = 2"
+    ))
     .await;
     wait_rows(&mut a, &ta, &[(1, "oat milk ✓")]).await;
     wait_rows(&mut b, &tb, &[(2, "moved")]).await;
     // And back, by psql, then deleted there.
-    psql(db, &format!("UPDATE {table} SET list_id = 1 WHERE id = 2"));
+    db.psql(&format!("UPDATE {table} SET list_id = 1 WHERE id = 2"));
     wait_rows(&mut a, &ta, &[(1, "oat milk ✓"), (2, "moved")]).await;
     wait_rows(&mut b, &tb, &[]).await;
-    psql(db, &format!("DELETE FROM {table} WHERE id = 2"));
+    db.psql(&format!("DELETE FROM {table} WHERE id = 2"));
     wait_rows(&mut a, &ta, &[(1, "oat milk ✓")]).await;
 
     // Several changes in one transaction arrive as one render.
-    exec(
-        db,
-        &format!(
-            "BEGIN; INSERT INTO {table} (id, list_id, title) VALUES (10, 1, 'a'); \
+    db.exec(&format!(
+        "BEGIN; INSERT INTO {table} (id, list_id, title) VALUES (10, 1, 'a'); \
              UPDATE {table} SET title = 'b' WHERE id = 10; \
              INSERT INTO {table} (id, list_id, title) VALUES (11, 1, 'gone'); \
              DELETE FROM {table} WHERE id = 11; COMMIT"
-        ),
-    )
+    ))
     .await;
     wait_rows(&mut a, &ta, &[(1, "oat milk ✓"), (10, "b")]).await;
 
     // A truncate reloads the views.
-    exec(db, &format!("TRUNCATE {table}; INSERT INTO {table} (id, list_id, title) VALUES (20, 1, 'after truncate')")).await;
+    db.exec(&format!("TRUNCATE {table}; INSERT INTO {table} (id, list_id, title) VALUES (20, 1, 'after truncate')")).await;
     wait_rows(&mut a, &ta, &[(20, "after truncate")]).await;
     wait_rows(&mut b, &tb, &[]).await;
 
     // A changed table definition (a new column) reloads the views; rows keep arriving.
-    exec(db, &format!("ALTER TABLE {table} ADD COLUMN note text; INSERT INTO {table} (id, list_id, title, note) VALUES (21, 1, 'after alter', 'n')")).await;
+    db.exec(&format!("ALTER TABLE {table} ADD COLUMN note text; INSERT INTO {table} (id, list_id, title, note) VALUES (21, 1, 'after alter', 'n')")).await;
     wait_rows(&mut a, &ta, &[(20, "after truncate"), (21, "after alter")]).await;
-    exec(
-        db,
-        &format!("UPDATE {table} SET title = 'still live' WHERE id = 20"),
-    )
+    db.exec(&format!(
+        "UPDATE {table} SET title = 'still live' WHERE id = 20"
+    ))
     .await;
     wait_rows(&mut a, &ta, &[(20, "still live"), (21, "after alter")]).await;
 }
@@ -165,34 +127,31 @@ async fn a_view_never_receives_rows_of_another_key() {
     for (table, prefix) in [("items", "/lists"), ("items_d", "/d")] {
         let (mut a, ta) = open(addr, &format!("{prefix}/1")).await;
         let (mut b, tb) = open(addr, &format!("{prefix}/2")).await;
-        exec(&db, &format!("INSERT INTO {table} (id, list_id, title) VALUES (100, 1, 'mine'), (200, 2, 'secret-B-1')")).await;
-        exec(
-            &db,
-            &format!("UPDATE {table} SET title = 'secret-B-2' WHERE id = 200"),
-        )
+        db.exec(&format!("INSERT INTO {table} (id, list_id, title) VALUES (100, 1, 'mine'), (200, 2, 'secret-B-1')")).await;
+        db.exec(&format!(
+            "UPDATE {table} SET title = 'secret-B-2' WHERE id = 200"
+        ))
         .await;
-        exec(
-            &db,
-            &format!("INSERT INTO {table} (id, list_id, title) VALUES (201, 2, 'secret-B-3')"),
-        )
+        db.exec(&format!(
+            "INSERT INTO {table} (id, list_id, title) VALUES (201, 2, 'secret-B-3')"
+        ))
         .await;
-        exec(&db, &format!("DELETE FROM {table} WHERE id = 201")).await;
+        db.exec(&format!("DELETE FROM {table} WHERE id = 201"))
+            .await;
         // Out of A: a move from 1 to 2 carries B's new values; A must see only the removal.
-        exec(
-            &db,
-            &format!("UPDATE {table} SET list_id = 2, title = 'secret-B-4' WHERE id = 100"),
-        )
+        db.exec(&format!(
+            "UPDATE {table} SET list_id = 2, title = 'secret-B-4' WHERE id = 100"
+        ))
         .await;
-        exec(
-            &db,
-            &format!("UPDATE {table} SET title = 'secret-B-5' WHERE id = 100"),
-        )
+        db.exec(&format!(
+            "UPDATE {table} SET title = 'secret-B-5' WHERE id = 100"
+        ))
         .await;
-        exec(&db, &format!("DELETE FROM {table} WHERE id = 100")).await;
-        exec(
-            &db,
-            &format!("INSERT INTO {table} (id, list_id, title) VALUES (101, 1, 'done-A')"),
-        )
+        db.exec(&format!("DELETE FROM {table} WHERE id = 100"))
+            .await;
+        db.exec(&format!(
+            "INSERT INTO {table} (id, list_id, title) VALUES (101, 1, 'done-A')"
+        ))
         .await;
         wait_rows(&mut a, &ta, &[(101, "done-A")]).await;
         wait_rows(&mut b, &tb, &[(200, "secret-B-2")]).await;
@@ -202,7 +161,7 @@ async fn a_view_never_receives_rows_of_another_key() {
             !seen.contains("secret-B"),
             "A received a row of key B: {seen}"
         );
-        exec(&db, &format!("DELETE FROM {table}")).await;
+        db.exec(&format!("DELETE FROM {table}")).await;
     }
 }
 
@@ -213,11 +172,8 @@ async fn a_slow_client_does_not_delay_other_views() {
     // The slow client joins, then never reads its socket again.
     let (slow, _slow_topic) = open(addr, "/lists/1").await;
     let (mut fast, tf) = open(addr, "/lists/1").await;
-    exec(
-        &db,
-        "INSERT INTO items (id, list_id, title) VALUES (1, 1, 'x')",
-    )
-    .await;
+    db.exec("INSERT INTO items (id, list_id, title) VALUES (1, 1, 'x')")
+        .await;
     wait_rows(&mut fast, &tf, &[(1, "x")]).await;
     let big = "y".repeat(60_000);
     let mut worst = Duration::ZERO;
@@ -413,11 +369,8 @@ async fn the_slot_does_not_pin_wal_while_watched_tables_are_quiet() {
 #[tokio::test]
 async fn the_first_render_equals_the_connected_render() {
     let db = TestDb::new(items::SCHEMA).await;
-    exec(
-        &db,
-        "INSERT INTO items (id, list_id, title) VALUES (3, 1, 'c'), (1, 1, 'a'), (2, 1, 'b')",
-    )
-    .await;
+    db.exec("INSERT INTO items (id, list_id, title) VALUES (3, 1, 'c'), (1, 1, 'a'), (2, 1, 'b')")
+        .await;
     let (addr, _live) = items::start(&db).await;
     let (status, body) = live_tests::get(addr, "/lists/1").await;
     assert_eq!(status, 200);
@@ -480,7 +433,8 @@ async fn marked_transactions_reload_or_stay_quiet() {
         .await
         .expect("update");
     tx.commit().await.expect("commit");
-    exec(&db, "UPDATE items SET title = 'loud' WHERE id = 2").await;
+    db.exec("UPDATE items SET title = 'loud' WHERE id = 2")
+        .await;
     assert!(c.wait_html(&t, WAIT, |h| h.contains(">loud<")).await);
     assert!(
         !c.html(&t).contains("quietly"),

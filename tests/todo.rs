@@ -472,19 +472,9 @@ async fn two_browsers_see_each_others_changes_and_outside_writes() {
     wait_labels(&a, &["edited by A"]).await;
 
     // A row written by another program (psql) appears in both.
-    let out = std::process::Command::new("psql")
-        .args(["-X", "-q", "-d", &db.url])
-        .args([
-            "-c",
-            &format!("INSERT INTO todos (list_id, title) VALUES ({list}, 'from psql')"),
-        ])
-        .output()
-        .expect("psql");
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
+    db.psql(&format!(
+        "INSERT INTO todos (list_id, title) VALUES ({list}, 'from psql')"
+    ));
     wait_labels(&a, &["edited by A", "from psql"]).await;
     wait_labels(&b, &["edited by A", "from psql"]).await;
     sqlx::query("UPDATE todos SET completed = true WHERE title = 'from psql'")

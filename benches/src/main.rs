@@ -405,13 +405,24 @@ async fn run_scenario(s: &Scenario) -> Outcome {
     // Let the last frames arrive.
     tokio::time::sleep(Duration::from_millis(1500)).await;
     let _ = stop_tx.send(true);
+    collect(handles, &sent, s.lists, connect_secs).await
+}
+
+/// Gathers what every client saw: commit-to-frame latency of each marker's first arrival at
+/// each client, against `sent[seq] = (list, commit start)`.
+async fn collect(
+    handles: Vec<(i64, tokio::task::JoinHandle<Seen>)>,
+    sent: &[(i64, Instant)],
+    lists: i64,
+    connect_secs: f64,
+) -> Outcome {
     let mut latencies = Vec::new();
     let mut expected = 0;
     let mut received = 0;
     let mut frame_bytes = Vec::new();
-    let views_per_list = |l: i64| handles.iter().filter(|(x, _)| *x == l).count();
-    for l in 1..=s.lists {
-        expected += sent.iter().filter(|(x, _)| *x == l).count() * views_per_list(l);
+    for l in 1..=lists {
+        let views = handles.iter().filter(|(x, _)| *x == l).count();
+        expected += sent.iter().filter(|(x, _)| *x == l).count() * views;
     }
     for (_list, h) in handles {
         let seen = h.await.expect("client");
@@ -994,38 +1005,9 @@ async fn kanban(
     tokio::time::sleep(Duration::from_millis(1500)).await;
     let cpu = cpu_ms(server.child.id()) - cpu0;
     let _ = stop_tx.send(true);
-    let mut latencies = Vec::new();
-    let mut received = 0;
-    let mut expected = 0;
-    for b in 1..=boards {
-        let v = handles.iter().filter(|(x, _)| *x == b).count();
-        expected += sent.iter().filter(|(x, _)| *x == b).count() * v;
-    }
-    let mut frame_bytes = Vec::new();
-    for (_b, h) in handles {
-        let seen = h.await.expect("client");
-        let mut firsts: HashMap<u32, Instant> = HashMap::new();
-        for (n, at) in seen.arrivals {
-            firsts.entry(n).or_insert(at);
-        }
-        received += firsts.len();
-        for (n, at) in firsts {
-            if let Some((_, t0)) = sent.get(n as usize) {
-                latencies.push(at.duration_since(*t0).as_secs_f64() * 1e3);
-            }
-        }
-        frame_bytes.extend(seen.frame_bytes);
-    }
+    let o = collect(handles, &sent, boards, 0.0).await;
     drop(warm);
-    latencies.sort_by(|a, b| a.total_cmp(b));
     let name = format!("kanban_{views}_views_{boards}_boards_{per_board}_users");
-    let o = Outcome {
-        latencies_ms: latencies,
-        expected,
-        received,
-        frame_bytes,
-        connect_secs: 0.0,
-    };
     let row = report(&name, &o);
     let cpu_per_change = cpu / renames as f64;
     println!("{name}_server_cpu_per_change: {cpu_per_change:.3} ms");

@@ -547,11 +547,8 @@ impl Fanout {
                 if streams.values().any(|s| s.ty == *ty) {
                     route_streams(&txn, ci, info, change, ids, streams, &mut stream_out);
                 }
-                let scoped: Vec<&'static str> = columns
-                    .get(ty)
-                    .map(|c| c.iter().map(|(c, _)| *c).collect())
-                    .unwrap_or_default();
-                for col in scoped {
+                let scoped: &[(&'static str, usize)] = columns.get(ty).map_or(&[], Vec::as_slice);
+                for &(col, _) in scoped {
                     let Some(r) = route_keys(info, col, change, ids) else {
                         continue;
                     };

@@ -6,20 +6,7 @@ use std::time::Duration;
 use sqlx::PgPool;
 
 use crate::items::rows;
-use crate::{TestDb, WsClient};
-
-/// A tiny deterministic generator.
-struct Rng(u64);
-
-impl Rng {
-    fn below(&mut self, n: u64) -> u64 {
-        self.0 = self
-            .0
-            .wrapping_mul(6364136223846793005)
-            .wrapping_add(1442695040888963407);
-        (self.0 >> 33) % n
-    }
-}
+use crate::{Rng, TestDb, WsClient};
 
 /// Runs one statement until it succeeds (every write is idempotent, so a retry after a lost
 /// acknowledgement changes nothing).
