@@ -58,31 +58,50 @@
     return out + str.slice(pos);
   }
 
-  function checkRows(rows) {
+  /** How deep rows with lists inside may nest. */
+  const MAX_DEPTH = 32;
+
+  /**
+   * The rows of one list that a diff sent: the keys sent whole (the set itself), and the rows
+   * with lists inside that were patched (`patched`: key -> a Fresh per inner list).
+   */
+  class Fresh extends Set {
+    constructor(keys) { super(keys); this.patched = new Map(); }
+  }
+
+  /** A row's html: a string, or the model `R` of a row with keyed lists inside. */
+  function checkRowValue(h, depth) {
+    if (typeof h === 'string') return h;
+    if (h && typeof h === 'object' && !Array.isArray(h)) return checkRendered(h, depth + 1);
+    return fail('row html must be a string or a model');
+  }
+
+  function checkRows(rows, depth = 0) {
     if (!Array.isArray(rows)) fail('a list must be an array of rows');
     const seen = new Set();
     return rows.map((r) => {
-      if (!Array.isArray(r) || r.length !== 2 || r[0] == null || typeof r[1] !== 'string') fail('a row must be [key, html]');
+      if (!Array.isArray(r) || r.length !== 2 || r[0] == null) fail('a row must be [key, html]');
       const key = String(r[0]);
       if (seen.has(key)) fail(`duplicate row key ${key}`);
       seen.add(key);
-      return [key, r[1]];
+      return [key, checkRowValue(r[1], depth)];
     });
   }
 
   /** Validates a rendered `R` and returns a copy. */
-  function checkRendered(r) {
+  function checkRendered(r, depth = 0) {
+    if (depth > MAX_DEPTH) fail('rendered: lists nested too deep');
     if (!r || !Array.isArray(r.s) || !r.s.length || r.s.some((x) => typeof x !== 'string')) fail('rendered: bad "s"');
     const l = r.l == null ? [] : r.l;
     if (!Array.isArray(l) || l.length !== r.s.length - 1) fail('rendered: "l" must hold s.length - 1 lists');
-    return { s: r.s.slice(), l: l.map(checkRows) };
+    return { s: r.s.slice(), l: l.map((rows) => checkRows(rows, depth)) };
   }
 
   /**
    * Applies row ops to a copy of `rows`. `fresh` collects the keys whose HTML this diff sent
-   * (`true`: the whole list). Returns [rows, fresh].
+   * (`true`: the whole list) and the rows patched inside. Returns [rows, fresh].
    */
-  function applyRowOps(rows, ops, fresh = new Set()) {
+  function applyRowOps(rows, ops, fresh = new Fresh(), depth = 0) {
     if (!Array.isArray(ops)) fail('row ops must be an array');
     rows = rows.slice();
     const find = (k) => {
@@ -90,26 +109,33 @@
       return i < 0 ? fail(`no row with key ${k}`) : i;
     };
     const pos = (after) => (after == null ? 0 : find(String(after)) + 1);
-    const html = (h) => (typeof h === 'string' ? h : fail('row html must be a string'));
-    const mark = (k) => { if (fresh !== true) fresh.add(k); };
+    const mark = (k) => { if (fresh !== true) { fresh.add(k); fresh.patched.delete(k); } };
     for (const op of ops) {
       if (!Array.isArray(op)) fail(`bad row op ${JSON.stringify(op)}`);
-      if (op[0] === '=') { rows = checkRows(op[1]); fresh = true; continue; }
+      if (op[0] === '=') { rows = checkRows(op[1], depth); fresh = true; continue; }
       if (op[1] == null) fail(`row op ${op[0]} without a key`);
       const key = String(op[1]);
       if (op[0] === 'r') {
-        rows[find(key)] = [key, html(op[2])];
+        rows[find(key)] = [key, checkRowValue(op[2], depth)];
         mark(key);
       } else if (op[0] === 'i') {
         if (rows.some((r) => r[0] === key)) fail(`insert of an existing key ${key}`);
-        rows.splice(pos(op[2]), 0, [key, html(op[3])]);
+        rows.splice(pos(op[2]), 0, [key, checkRowValue(op[3], depth)]);
         mark(key);
       } else if (op[0] === 'd') {
         rows.splice(find(key), 1);
+        if (fresh !== true) { fresh.delete(key); fresh.patched.delete(key); }
       } else if (op[0] === 'm') {
         if (op[2] != null && String(op[2]) === key) fail(`row ${key} moved after itself`);
         const [row] = rows.splice(find(key), 1);
         rows.splice(pos(op[2]), 0, row);
+      } else if (op[0] === 'p') {
+        const i = find(key), cur = rows[i][1];
+        if (typeof cur === 'string') fail(`row ${key} has no lists inside to patch`);
+        const whole = fresh === true || fresh.has(key);
+        const sub = (!whole && fresh.patched.get(key)) || cur.l.map(() => new Fresh());
+        rows[i] = [key, applyParts(cur, op[2], sub, depth + 1)];
+        if (!whole) fresh.patched.set(key, sub);
       } else {
         fail(`unknown row op ${JSON.stringify(op[0])}`);
       }
@@ -117,8 +143,21 @@
     return [rows, fresh];
   }
 
-  const modelLength = (m) =>
-    m.s.reduce((n, s) => n + s.length, 0) + m.l.reduce((n, rows) => rows.reduce((k, r) => k + r[1].length, n), 0);
+  /**
+   * Applies the `s` (text ops) and `l` (row ops) parts of `d` to a copy of model `m` (a page,
+   * or a row with lists inside); `fresh` holds a Fresh per list and is updated.
+   */
+  function applyParts(m, d, fresh, depth) {
+    if (depth > MAX_DEPTH) fail('lists nested too deep');
+    if (!d || typeof d !== 'object') fail('a patch must be an object');
+    const s = m.s.slice(), l = m.l.slice();
+    for (const [i, ops] of indexed(d.s, s.length, 's')) s[i] = applyTextOps(s[i], ops);
+    for (const [i, ops] of indexed(d.l, l.length, 'l')) [l[i], fresh[i]] = applyRowOps(l[i], ops, fresh[i], depth);
+    return { s, l };
+  }
+
+  const modelLength = (m) => m.s.reduce((n, s) => n + s.length, 0)
+    + m.l.reduce((n, rows) => rows.reduce((k, r) => k + (typeof r[1] === 'string' ? r[1].length : modelLength(r[1])), n), 0);
   const staticsHash = (m) => m.s.reduce((h, s) => fnv1a(s, h), 0x811c9dc5);
 
   function verify(m, d) {
@@ -149,23 +188,26 @@
     }
     if (!model) fail('no model to patch');
     if (d.v !== v + 1) fail(`version ${d.v}, expected ${v + 1}`);
-    const s = model.s.slice(), l = model.l.slice(), fresh = l.map(() => new Set());
-    for (const [i, ops] of indexed(d.s, s.length, 's')) s[i] = applyTextOps(s[i], ops);
-    for (const [i, ops] of indexed(d.l, l.length, 'l')) [l[i], fresh[i]] = applyRowOps(l[i], ops, fresh[i]);
-    const m = { s, l }, bad = verify(m, d);
+    const fresh = model.l.map(() => new Fresh());
+    const m = applyParts(model, d, fresh, 0), bad = verify(m, d);
     if (bad) fail(bad);
     return { model: m, v: d.v, fresh, warning: null };
   }
 
   const escAttr = (s) => s.replace(/&/g, '&amp;').replace(/"/g, '&quot;').replace(/</g, '&lt;');
 
-  /** The view's HTML; with `fresh`, rows this diff did not send become keep placeholders. */
+  /**
+   * The view's HTML; with `fresh`, rows this diff did not send become keep placeholders (and
+   * a row patched inside is written with placeholders for its own unsent rows).
+   */
   function renderModel(m, fresh = null) {
     let out = m.s[0];
     m.l.forEach((rows, i) => {
       const f = fresh ? fresh[i] : true;
       for (const [key, html] of rows) {
-        out += f === true || f.has(key) ? html : `<template data-live-keep="${escAttr(key)}"></template>`;
+        if (f === true || f.has(key)) out += typeof html === 'string' ? html : renderModel(html, null);
+        else if (f.patched && f.patched.has(key)) out += renderModel(html, f.patched.get(key));
+        else out += `<template data-live-keep="${escAttr(key)}"></template>`;
       }
       out += m.s[i + 1];
     });
@@ -1011,7 +1053,7 @@
   }
 
   const internals = {
-    fnv1a, applyTextOps, applyRowOps, applyDiff, checkRendered, renderModel, modelLength, staticsHash,
+    fnv1a, applyTextOps, applyRowOps, applyDiff, checkRendered, renderModel, modelLength, staticsHash, Fresh,
     morph, collectFields, liveValues, DiffError,
     reload: () => location.reload(), // replaceable in tests
     assign: (url) => location.assign(url), // replaceable in tests

@@ -10,6 +10,7 @@ use kanban::{KanbanConfig, MAX_TITLE_CHARS};
 use live_core::LiveConfig;
 use live_tests::browser::Browser;
 use live_tests::{SECRET, TestDb, WsClient, open, serve};
+use serde_json::Value;
 
 /// How long a `psql` write may take to reach a page.
 const FAST: Duration = Duration::from_secs(2);
@@ -59,7 +60,7 @@ type Columns = Vec<(String, Vec<String>)>;
 /// A board page: its name, and each column's name with its cards as `"title @assignee"`.
 fn board_view(html: &str) -> (String, Columns) {
     let name = text_after(html, "<h1").unwrap_or("").to_string();
-    let columns = chunks(html, "<section class=\"column\"")
+    let columns = chunks(html, "class=\"column\" data-column=")
         .into_iter()
         .map(|col| {
             let title = text_after(col, "<h2").unwrap_or("").trim().to_string();
@@ -516,6 +517,7 @@ async fn psql_renames_and_moves_reach_the_board_and_my_cards_within_two_seconds(
     .await;
 
     // A card moved to another column (the column key set of "my cards" changes).
+    let mark = board.log.len();
     db.psql("UPDATE cards SET column_id = 3, position = 5 WHERE id = 1");
     wait_board(
         &mut board,
@@ -552,6 +554,25 @@ async fn psql_renames_and_moves_reach_the_board_and_my_cards_within_two_seconds(
         ],
     )
     .await;
+
+    // Columns are a keyed list with the cards' lists inside: the move is a patch of the two
+    // columns (their counts and one card each), never a column sent whole.
+    let top_ops: Vec<&Value> = board.log[mark..]
+        .iter()
+        .filter(|f| f[3] == "diff")
+        .flat_map(|f| f[4]["l"].as_array().into_iter().flatten())
+        .flat_map(|l| l[1].as_array().into_iter().flatten())
+        .collect();
+    let patched: Vec<&str> = top_ops
+        .iter()
+        .filter(|op| op[0] == "p")
+        .filter_map(|op| op[1].as_str())
+        .collect();
+    assert!(
+        patched.contains(&"1") && patched.contains(&"3"),
+        "{top_ops:?}"
+    );
+    assert!(top_ops.iter().all(|op| op[0] == "p"), "{top_ops:?}");
 
     // A card moved to another board: it leaves this board; "my cards" shows its new board and
     // column (both key sets change).

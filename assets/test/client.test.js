@@ -95,7 +95,7 @@ function makeDom(body, { errors } = {}) {
 
 // Builds a rendered model + helpers computing len/h for diffs as the server would.
 function lenOf(m) {
-  return m.s.join('').length + m.l.flat().reduce((n, r) => n + r[1].length, 0);
+  return m.s.join('').length + m.l.flat().reduce((n, r) => n + (typeof r[1] === 'string' ? r[1].length : lenOf(r[1])), 0);
 }
 const hOf = (m) => refHash(m.s.join(''));
 
@@ -209,6 +209,58 @@ async function joined(body, rendered, opts = {}) {
     assert.equal(I.renderModel(m), '<ul><li data-live-key="1">a</li><li>x</li></ul>');
     assert.equal(I.renderModel(m, [new Set(['1'])]),
       '<ul><li data-live-key="1">a</li><template data-live-keep="a&quot;b"></template></ul>');
+  });
+
+  // A board: a keyed list of columns, each holding a keyed list of cards.
+  const card = (id, t) => [String(id), `<li data-live-key="${id}">${t}</li>`];
+  const column = (id, name, cards) => [String(id), {
+    s: [`<section data-live-key="${id}"><h2>${name}</h2><ul>`, '</ul></section>'], l: [cards],
+  }];
+  const BOARD = (cols) => ({ s: ['<main>', '</main>'], l: [cols] });
+
+  await test('nested lists: checked recursively; p patches a row\'s inner lists; lengths count them', () => {
+    const m = I.checkRendered(BOARD([column(1, 'To do', [card(7, 'a'), card(8, 'b')]), column(2, 'Done', [])]));
+    assert.equal(I.modelLength(m), lenOf(m));
+    assert.equal(I.renderModel(m), '<main><section data-live-key="1"><h2>To do</h2><ul><li data-live-key="7">a</li>'
+      + '<li data-live-key="8">b</li></ul></section><section data-live-key="2"><h2>Done</h2><ul></ul></section></main>');
+    // A card moves from column 1 to column 2, and card 7 is renamed.
+    const [rows, fresh] = I.applyRowOps(m.l[0], [
+      ['p', '1', { l: [[0, [['d', '8'], ['r', '7', '<li data-live-key="7">A</li>']]]] }],
+      ['p', '2', { l: [[0, [['i', '8', null, '<li data-live-key="8">b</li>']]]] }],
+    ]);
+    assert.equal(fresh.size, 0, 'no column was sent whole');
+    assert.deepEqual([...fresh.patched.keys()], ['1', '2']);
+    assert.deepEqual([...fresh.patched.get('1')[0]], ['7']);
+    const next = { s: m.s, l: [rows] };
+    assert.equal(I.modelLength(next), lenOf(next));
+    assert.equal(m.l[0][0][1].l[0].length, 2, 'input untouched');
+    // Rows the diff did not send are kept; the patched columns are written around them.
+    assert.equal(I.renderModel(next, [fresh]), '<main><section data-live-key="1"><h2>To do</h2><ul><li data-live-key="7">A</li>'
+      + '</ul></section><section data-live-key="2"><h2>Done</h2><ul><li data-live-key="8">b</li></ul></section></main>');
+    const [, fresh2] = I.applyRowOps(m.l[0], [['p', '1', { l: [[0, [['d', '8']]]] }]]);
+    assert.equal(I.renderModel({ s: m.s, l: [I.applyRowOps(m.l[0], [['p', '1', { l: [[0, [['d', '8']]]] }]])[0]] }, [fresh2]),
+      '<main><section data-live-key="1"><h2>To do</h2><ul><template data-live-keep="7"></template></ul></section>'
+      + '<template data-live-keep="2"></template></main>');
+    // A replace after a patch sends the row whole; a text patch inside works too.
+    const [, fresh3] = I.applyRowOps(m.l[0], [['p', '1', { l: [[0, [['d', '8']]]] }], ['r', '1', column(1, 'x', [])[1]]]);
+    assert.ok(fresh3.has('1'));
+    assert.equal(fresh3.patched.size, 0);
+    const at = m.l[0][0][1].s[0].indexOf('To do');
+    const [rows4] = I.applyRowOps(m.l[0], [['p', '1', { s: [[0, [at, -5, 'Doing']]] }]]);
+    assert.equal(rows4[0][1].s[0], '<section data-live-key="1"><h2>Doing</h2><ul>');
+  });
+
+  await test('nested lists: errors (p on a plain row, bad inner ops, bad row values, too deep)', () => {
+    const m = I.checkRendered(BOARD([column(1, 'To do', [card(7, 'a')])]));
+    assert.throws(() => I.applyRowOps(m.l[0][0][1].l[0], [['p', '7', { l: [] }]]), /no lists inside/);
+    assert.throws(() => I.applyRowOps(m.l[0], [['p', '1', { l: [[0, [['d', '9']]]] }]]), /no row with key 9/);
+    assert.throws(() => I.applyRowOps(m.l[0], [['p', '1', { l: [[1, []]] }]]), I.DiffError);
+    assert.throws(() => I.applyRowOps(m.l[0], [['p', '1', null]]), I.DiffError);
+    assert.throws(() => I.applyRowOps(m.l[0], [['r', '1', 5]]), /string or a model/);
+    assert.throws(() => I.checkRendered({ s: ['a', 'b'], l: [[['1', { s: ['x'], l: [[]] }]]] }), I.DiffError);
+    let deep = { s: ['x'], l: [] };
+    for (let i = 0; i < 40; i++) deep = { s: ['<a>', '</a>'], l: [[['k', deep]]] };
+    assert.throws(() => I.checkRendered(deep), /too deep/);
   });
 
   await test('collectFields: names, checkboxes, arrays, disabled, selects', () => {
@@ -423,6 +475,35 @@ async function joined(body, rendered, opts = {}) {
     const after = { s: m.s, l: [[m.l[0][2], m.l[0][1]]] };
     ws.recv([jr, null, 'lv:lv-1', 'diff', { v: 3, l: [[0, [['d', '3'], ['m', '2', null]]]], len: lenOf(after), h: hOf(after) }]);
     assert.deepEqual([...root.querySelectorAll('li')], [li2, li1]);
+  });
+
+  await test('nested lists in a view: a p diff morphs one card; other cards and columns keep identity', async () => {
+    const m = BOARD([column(1, 'To do', [card(7, 'a'), card(8, 'b')]), column(2, 'Done', [card(9, 'c')])]);
+    const { ws, d } = await joined(rootHtml(), m);
+    const root = d.getElementById('lv-1');
+    const [s1, s2] = root.querySelectorAll('section');
+    const [c7, c8, c9] = root.querySelectorAll('li');
+    const jr = ws.find('join')[0][0];
+    const next = BOARD([column(1, 'To do', [card(7, 'A')]), column(2, 'Done', [card(8, 'b'), card(9, 'c')])]);
+    ws.recv([jr, null, 'lv:lv-1', 'diff', {
+      v: 2,
+      l: [[0, [
+        ['p', '1', { l: [[0, [['d', '8'], ['r', '7', '<li data-live-key="7">A</li>']]]] }],
+        ['p', '2', { l: [[0, [['i', '8', null, '<li data-live-key="8">b</li>']]]] }],
+      ]]],
+      len: lenOf(next), h: hOf(next),
+    }]);
+    assert.equal(ws.find('resync').length, 0);
+    assert.equal(root.innerHTML, I.renderModel(next));
+    const [n1, n2] = root.querySelectorAll('section');
+    assert.equal(n1, s1);
+    assert.equal(n2, s2);
+    const lis = root.querySelectorAll('li');
+    assert.equal(lis[0], c7, 'the renamed card is morphed in place');
+    assert.equal(lis[0].textContent, 'A');
+    assert.equal(lis[2], c9, 'an untouched card in a patched column is the same node');
+    assert.equal(lis[1].textContent, 'b');
+    assert.notEqual(lis[1], c8, 'a card moved between lists is a new node');
   });
 
   await test('diff: bad hash, bad version and unknown key resync; non-full ignored until full', async () => {

@@ -1032,31 +1032,45 @@ impl<V: LiveView> ViewSession<V> {
 
 /// About how many bytes of frames a whole page makes (JSON escaping included).
 fn page_estimate(m: &Rendered) -> usize {
-    let statics: usize = m.statics.iter().map(String::len).sum();
-    let rows: usize = m
-        .lists
-        .iter()
-        .flat_map(|l| l.rows.iter())
-        .map(|r| r.html.html.len() + r.html.key.as_str().len() + 48)
-        .sum();
-    (statics + rows) / 4 * 5 + 256
+    let rows: usize = m.lists.iter().map(|l| l.rows.len() * 48).sum();
+    (m.html_bytes() + rows) / 4 * 5 + 256
 }
 
 /// About how many bytes a diff of this render makes (at most the statics plus the rows of
 /// its operations; JSON escaping included).
 fn diff_estimate(t: &crate::render::Tracked) -> usize {
-    use crate::render::ListOp;
     let statics: usize = t.model.statics.iter().map(String::len).sum();
-    let rows: usize = t
-        .ops
-        .iter()
-        .flatten()
-        .map(|op| match op {
-            ListOp::Replace(h) | ListOp::Insert { html: h, .. } => h.html.len() + 48,
-            ListOp::Delete(k) | ListOp::Move { key: k, .. } => k.as_str().len() + 48,
-        })
-        .sum();
+    let rows: usize = t.ops.iter().map(|ops| ops_estimate(ops)).sum();
     (statics + rows) / 4 * 5 + 256
+}
+
+fn ops_estimate(ops: &[crate::render::ListOp]) -> usize {
+    use crate::render::ListOp;
+    ops.iter()
+        .map(|op| match op {
+            ListOp::Replace(row) | ListOp::Insert { row, .. } => row.html_bytes() + 48,
+            ListOp::Delete(k) | ListOp::Move { key: k, .. } => k.as_str().len() + 48,
+            ListOp::Patch {
+                row,
+                old_statics,
+                lists,
+            } => {
+                let statics: usize = row.sub.as_ref().map_or(0, |sub| {
+                    old_statics
+                        .iter()
+                        .map(|(i, _)| sub.statics.get(*i).map_or(0, String::len))
+                        .sum()
+                });
+                row.key().as_str().len()
+                    + 48
+                    + statics
+                    + lists
+                        .iter()
+                        .map(|(_, ops)| ops_estimate(ops))
+                        .sum::<usize>()
+            }
+        })
+        .sum()
 }
 
 /// The scope keys the view's assigns state right now.

@@ -387,9 +387,9 @@ impl LiveView for BoardPage {
                 }
             }
             main.board {
-                @for col in &self.columns {
-                    (self.column(col))
-                }
+                // Columns are a keyed list, each holding its cards' keyed list: a card change
+                // is sent as a row op inside its column.
+                (keyed("columns", &self.columns, |c| c.id).render(|col| self.column(col)))
             }
         }
     }

@@ -14,24 +14,30 @@ fn bad(msg: impl Into<String>) -> Mismatch {
     Mismatch(msg.into())
 }
 
-/// The client's copy of a view's HTML.
-#[derive(Debug, Clone, Default)]
-pub struct ClientModel {
-    statics: Vec<Vec<u16>>,
-    lists: Vec<Vec<(String, Vec<u16>)>>,
-    version: u64,
+/// A row's html: text, or the fragments and lists of a row with lists inside.
+#[derive(Debug, Clone)]
+enum RowValue {
+    Html(Vec<u16>),
+    Nested(Box<Parts>),
 }
 
-impl ClientModel {
-    /// A model from a rendered `R` (the join reply) at `version`.
-    pub fn from_rendered(rendered: &Value, version: u64) -> Result<Self, Mismatch> {
-        let mut m = ClientModel::default();
-        m.replace(rendered)?;
-        m.version = version;
-        Ok(m)
-    }
+type Rows = Vec<(String, RowValue)>;
 
-    fn replace(&mut self, r: &Value) -> Result<(), Mismatch> {
+/// Static fragments around keyed lists (a page, or a row with lists inside).
+#[derive(Debug, Clone, Default)]
+struct Parts {
+    statics: Vec<Vec<u16>>,
+    lists: Vec<Rows>,
+}
+
+/// How deep rows with lists inside may nest (a bad model must not overflow the stack).
+const MAX_DEPTH: usize = 32;
+
+impl Parts {
+    fn parse(r: &Value, depth: usize) -> Result<Self, Mismatch> {
+        if depth > MAX_DEPTH {
+            return Err(bad("lists nested too deep"));
+        }
         let s = r
             .get("s")
             .and_then(Value::as_array)
@@ -43,26 +49,111 @@ impl ClientModel {
         if s.len() != l.len() + 1 {
             return Err(bad("s.len != l.len + 1"));
         }
-        self.statics = s
+        let statics = s
             .iter()
             .map(|x| x.as_str().map(|t| t.encode_utf16().collect()))
             .collect::<Option<_>>()
             .ok_or_else(|| bad("static is not a string"))?;
-        self.lists = l
+        let lists = l
             .iter()
-            .map(|rows| {
-                rows.as_array()?
-                    .iter()
-                    .map(|row| {
-                        let k = row.get(0)?.as_str()?.to_string();
-                        let h = row.get(1)?.as_str()?.encode_utf16().collect();
-                        Some((k, h))
-                    })
-                    .collect::<Option<Vec<_>>>()
-            })
-            .collect::<Option<_>>()
-            .ok_or_else(|| bad("bad rows"))?;
+            .map(|rows| parse_rows(rows, depth))
+            .collect::<Result<_, _>>()?;
+        Ok(Parts { statics, lists })
+    }
+
+    fn write16(&self, out: &mut Vec<u16>) {
+        for (i, s) in self.statics.iter().enumerate() {
+            out.extend_from_slice(s);
+            if let Some(l) = self.lists.get(i) {
+                for (_, row) in l {
+                    match row {
+                        RowValue::Html(h) => out.extend_from_slice(h),
+                        RowValue::Nested(p) => p.write16(out),
+                    }
+                }
+            }
+        }
+    }
+
+    /// Applies the `s` and `l` parts of a diff (a page's, or a `p` op's).
+    fn patch(&mut self, d: &Value, depth: usize) -> Result<(), Mismatch> {
+        if let Some(ss) = d.get("s").and_then(Value::as_array) {
+            for entry in ss {
+                let i = entry
+                    .get(0)
+                    .and_then(Value::as_u64)
+                    .ok_or_else(|| bad("static index"))? as usize;
+                let ops = entry
+                    .get(1)
+                    .and_then(Value::as_array)
+                    .ok_or_else(|| bad("static ops"))?;
+                let s = self
+                    .statics
+                    .get(i)
+                    .ok_or_else(|| bad("static out of range"))?;
+                let patched = apply_text(s, ops)?;
+                self.statics[i] = patched;
+            }
+        }
+        if let Some(ls) = d.get("l").and_then(Value::as_array) {
+            for entry in ls {
+                let i = entry
+                    .get(0)
+                    .and_then(Value::as_u64)
+                    .ok_or_else(|| bad("list index"))? as usize;
+                let ops = entry
+                    .get(1)
+                    .and_then(Value::as_array)
+                    .ok_or_else(|| bad("list ops"))?;
+                let list = self
+                    .lists
+                    .get_mut(i)
+                    .ok_or_else(|| bad("list out of range"))?;
+                apply_rows(list, ops, depth)?;
+            }
+        }
         Ok(())
+    }
+}
+
+fn parse_rows(rows: &Value, depth: usize) -> Result<Rows, Mismatch> {
+    rows.as_array()
+        .ok_or_else(|| bad("a list is not an array"))?
+        .iter()
+        .map(|row| {
+            let k = row
+                .get(0)
+                .and_then(Value::as_str)
+                .ok_or_else(|| bad("row without a key"))?
+                .to_string();
+            let v = parse_value(row.get(1).unwrap_or(&Value::Null), depth)?;
+            Ok((k, v))
+        })
+        .collect()
+}
+
+fn parse_value(v: &Value, depth: usize) -> Result<RowValue, Mismatch> {
+    match v {
+        Value::String(h) => Ok(RowValue::Html(h.encode_utf16().collect())),
+        Value::Object(_) => Ok(RowValue::Nested(Box::new(Parts::parse(v, depth + 1)?))),
+        _ => Err(bad("row html is neither a string nor a model")),
+    }
+}
+
+/// The client's copy of a view's HTML.
+#[derive(Debug, Clone, Default)]
+pub struct ClientModel {
+    parts: Parts,
+    version: u64,
+}
+
+impl ClientModel {
+    /// A model from a rendered `R` (the join reply) at `version`.
+    pub fn from_rendered(rendered: &Value, version: u64) -> Result<Self, Mismatch> {
+        Ok(ClientModel {
+            parts: Parts::parse(rendered, 0)?,
+            version,
+        })
     }
 
     /// The version the model is at.
@@ -77,20 +168,13 @@ impl ClientModel {
 
     fn html16(&self) -> Vec<u16> {
         let mut out = Vec::new();
-        for (i, s) in self.statics.iter().enumerate() {
-            out.extend_from_slice(s);
-            if let Some(l) = self.lists.get(i) {
-                for (_, h) in l {
-                    out.extend_from_slice(h);
-                }
-            }
-        }
+        self.parts.write16(&mut out);
         out
     }
 
     fn hash(&self) -> u32 {
         let mut h: u32 = 0x811c_9dc5;
-        for s in &self.statics {
+        for s in &self.parts.statics {
             for u in s {
                 h ^= u32::from(u & 0xff);
                 h = h.wrapping_mul(0x0100_0193);
@@ -109,46 +193,12 @@ impl ClientModel {
             .ok_or_else(|| bad("diff without v"))?;
         let mut next = self.clone();
         if let Some(full) = d.get("full") {
-            next.replace(full)?;
+            next.parts = Parts::parse(full, 0)?;
         } else {
             if v != self.version + 1 {
                 return Err(bad(format!("version {v} after {}", self.version)));
             }
-            if let Some(ss) = d.get("s").and_then(Value::as_array) {
-                for entry in ss {
-                    let i = entry
-                        .get(0)
-                        .and_then(Value::as_u64)
-                        .ok_or_else(|| bad("static index"))? as usize;
-                    let ops = entry
-                        .get(1)
-                        .and_then(Value::as_array)
-                        .ok_or_else(|| bad("static ops"))?;
-                    let s = next
-                        .statics
-                        .get(i)
-                        .ok_or_else(|| bad("static out of range"))?;
-                    let patched = apply_text(s, ops)?;
-                    next.statics[i] = patched;
-                }
-            }
-            if let Some(ls) = d.get("l").and_then(Value::as_array) {
-                for entry in ls {
-                    let i = entry
-                        .get(0)
-                        .and_then(Value::as_u64)
-                        .ok_or_else(|| bad("list index"))? as usize;
-                    let ops = entry
-                        .get(1)
-                        .and_then(Value::as_array)
-                        .ok_or_else(|| bad("list ops"))?;
-                    let list = next
-                        .lists
-                        .get_mut(i)
-                        .ok_or_else(|| bad("list out of range"))?;
-                    apply_rows(list, ops)?;
-                }
-            }
+            next.parts.patch(d, 0)?;
         }
         next.version = v;
         if let Some(len) = d.get("len").and_then(Value::as_u64)
@@ -189,20 +239,20 @@ fn apply_text(s: &[u16], ops: &[Value]) -> Result<Vec<u16>, Mismatch> {
     Ok(out)
 }
 
-fn position(list: &[(String, Vec<u16>)], key: &str) -> Result<usize, Mismatch> {
+fn position(list: &Rows, key: &str) -> Result<usize, Mismatch> {
     list.iter()
         .position(|(k, _)| k == key)
         .ok_or_else(|| bad(format!("no row {key:?}")))
 }
 
-fn after_index(list: &[(String, Vec<u16>)], after: &Value) -> Result<usize, Mismatch> {
+fn after_index(list: &Rows, after: &Value) -> Result<usize, Mismatch> {
     match after.as_str() {
         None => Ok(0),
         Some(k) => Ok(position(list, k)? + 1),
     }
 }
 
-fn apply_rows(list: &mut Vec<(String, Vec<u16>)>, ops: &[Value]) -> Result<(), Mismatch> {
+fn apply_rows(list: &mut Rows, ops: &[Value], depth: usize) -> Result<(), Mismatch> {
     for op in ops {
         let a = op.as_array().ok_or_else(|| bad("row op is not an array"))?;
         let kind = a.first().and_then(Value::as_str).unwrap_or("");
@@ -211,17 +261,19 @@ fn apply_rows(list: &mut Vec<(String, Vec<u16>)>, ops: &[Value]) -> Result<(), M
                 .and_then(Value::as_str)
                 .ok_or_else(|| bad(format!("row op {kind} field {i}")))
         };
+        let value_at = |i: usize| parse_value(a.get(i).unwrap_or(&Value::Null), depth);
         match kind {
             "r" => {
                 let i = position(list, str_at(1)?)?;
-                list[i].1 = str_at(2)?.encode_utf16().collect();
+                list[i].1 = value_at(2)?;
             }
             "i" => {
+                let key = str_at(1)?.to_string();
+                if list.iter().any(|(k, _)| *k == key) {
+                    return Err(bad(format!("insert of an existing key {key:?}")));
+                }
                 let at = after_index(list, a.get(2).unwrap_or(&Value::Null))?;
-                list.insert(
-                    at,
-                    (str_at(1)?.to_string(), str_at(3)?.encode_utf16().collect()),
-                );
+                list.insert(at, (key, value_at(3)?));
             }
             "d" => {
                 let i = position(list, str_at(1)?)?;
@@ -233,21 +285,15 @@ fn apply_rows(list: &mut Vec<(String, Vec<u16>)>, ops: &[Value]) -> Result<(), M
                 let at = after_index(list, a.get(2).unwrap_or(&Value::Null))?;
                 list.insert(at, row);
             }
+            "p" => {
+                let i = position(list, str_at(1)?)?;
+                let RowValue::Nested(parts) = &mut list[i].1 else {
+                    return Err(bad("p op on a row without lists inside"));
+                };
+                parts.patch(a.get(2).unwrap_or(&Value::Null), depth + 1)?;
+            }
             "=" => {
-                let rows = a
-                    .get(1)
-                    .and_then(Value::as_array)
-                    .ok_or_else(|| bad("= without rows"))?;
-                *list = rows
-                    .iter()
-                    .map(|r| {
-                        Some((
-                            r.get(0)?.as_str()?.to_string(),
-                            r.get(1)?.as_str()?.encode_utf16().collect(),
-                        ))
-                    })
-                    .collect::<Option<_>>()
-                    .ok_or_else(|| bad("bad rows"))?;
+                *list = parse_rows(a.get(1).unwrap_or(&Value::Null), depth)?;
             }
             other => return Err(bad(format!("unknown row op {other:?}"))),
         }

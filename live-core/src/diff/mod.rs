@@ -14,7 +14,7 @@ use std::time::{Duration, Instant};
 
 use similar::{Algorithm, DiffOp};
 
-use crate::render::{ListModel, ListOp, Rendered, utf16_len};
+use crate::render::{ListModel, ListOp, Rendered, RowEntry, utf16_len};
 
 /// Time budget for one static fragment's text diff.
 const TEXT_DIFF_BUDGET: Duration = Duration::from_millis(5);
@@ -208,9 +208,10 @@ fn json_str(out: &mut String, s: &str) {
     }
 }
 
-/// Appends the rendered model `R` (`{"s": [...], "l": [[[key, html], ...], ...]}`) with only
-/// the first `counts[i]` rows of each list.
-fn write_model_prefix(out: &mut String, r: &Rendered, counts: &[usize]) {
+/// Appends the rendered model `R` (`{"s": [...], "l": [[[key, html], ...], ...]}`, where a row
+/// with lists inside has an `R` for its html) with only the first `counts[i]` rows of each
+/// list (all rows when `counts` is `None`).
+fn write_model_prefix(out: &mut String, r: &Rendered, counts: Option<&[usize]>) {
     out.push_str("{\"s\":[");
     for (i, s) in r.statics.iter().enumerate() {
         if i > 0 {
@@ -223,7 +224,8 @@ fn write_model_prefix(out: &mut String, r: &Rendered, counts: &[usize]) {
         if i > 0 {
             out.push(',');
         }
-        write_rows(out, l, counts.get(i).copied().unwrap_or(0));
+        let count = counts.map_or(l.rows.len(), |c| c.get(i).copied().unwrap_or(0));
+        write_rows(out, l, count);
     }
     out.push_str("]}");
 }
@@ -260,7 +262,7 @@ pub(crate) fn model_in_pieces(r: &Rendered, version: u64, budget: usize) -> Piec
     // As many rows as fit in the first piece, list after list.
     'fill: for (i, l) in r.lists.iter().enumerate() {
         for row in &l.rows {
-            let size = row.html.html.len() + row.html.key.as_str().len() + 8;
+            let size = row.html_bytes() + row.html.key.as_str().len() + 8;
             if used + size > budget {
                 break 'fill;
             }
@@ -269,12 +271,12 @@ pub(crate) fn model_in_pieces(r: &Rendered, version: u64, budget: usize) -> Piec
         }
     }
     let mut first = String::with_capacity(used + 64);
-    write_model_prefix(&mut first, r, &counts);
+    write_model_prefix(&mut first, r, Some(&counts));
     let mut len16 = statics_len
         + r.lists
             .iter()
             .zip(&counts)
-            .map(|(l, n)| l.rows[..*n].iter().map(|e| e.html.len16).sum::<usize>())
+            .map(|(l, n)| l.rows[..*n].iter().map(RowEntry::len16).sum::<usize>())
             .sum::<usize>();
     let first_len = len16;
     let mut rest = Vec::new();
@@ -284,10 +286,8 @@ pub(crate) fn model_in_pieces(r: &Rendered, version: u64, budget: usize) -> Piec
         while start < l.rows.len() {
             let mut end = start;
             let mut size = 0;
-            while end < l.rows.len()
-                && (end == start || size + l.rows[end].html.html.len() < budget)
-            {
-                size += l.rows[end].html.html.len() + 32;
+            while end < l.rows.len() && (end == start || size + l.rows[end].html_bytes() < budget) {
+                size += l.rows[end].html_bytes() + 32;
                 end += 1;
             }
             v += 1;
@@ -306,10 +306,10 @@ pub(crate) fn model_in_pieces(r: &Rendered, version: u64, budget: usize) -> Piec
                     &mut out,
                     &ListOp::Insert {
                         after,
-                        html: l.rows[j].html.clone(),
+                        row: l.rows[j].clone(),
                     },
                 );
-                len16 += l.rows[j].html.len16;
+                len16 += l.rows[j].len16();
             }
             out.push_str("]]],\"len\":");
             out.push_str(&len16.to_string());
@@ -336,8 +336,69 @@ fn write_rows(out: &mut String, l: &ListModel, count: usize) {
         out.push('[');
         json_str(out, row.html.key.as_str());
         out.push(',');
-        json_str(out, &row.html.html);
+        write_row_value(out, row);
         out.push(']');
+    }
+    out.push(']');
+}
+
+/// A row's html on the wire: a string, or an `R` for a row with lists inside.
+fn write_row_value(out: &mut String, row: &RowEntry) {
+    match &row.sub {
+        Some(sub) => write_model_prefix(out, sub, None),
+        None => json_str(out, &row.html.html),
+    }
+}
+
+/// Appends `[index, [op, …]]` (after a comma if `out` is not empty), unless `ops` is empty.
+fn write_text_ops(out: &mut String, i: usize, ops: &[TextOp]) {
+    if ops.is_empty() {
+        return;
+    }
+    if !out.is_empty() {
+        out.push(',');
+    }
+    out.push('[');
+    out.push_str(&i.to_string());
+    out.push_str(",[");
+    for (k, op) in ops.iter().enumerate() {
+        if k > 0 {
+            out.push(',');
+        }
+        match op {
+            TextOp::Retain(n) => out.push_str(&n.to_string()),
+            TextOp::Delete(n) => {
+                out.push('-');
+                out.push_str(&n.to_string());
+            }
+            TextOp::Insert(s) => json_str(out, s),
+        }
+    }
+    out.push_str("]]");
+}
+
+/// Appends `[[index, [op, …]], …]` for the lists that have ops.
+fn write_lists_ops<'a>(out: &mut String, lists: impl Iterator<Item = (usize, &'a [ListOp])>) {
+    out.push('[');
+    let mut first = true;
+    for (i, ops) in lists {
+        if ops.is_empty() {
+            continue;
+        }
+        if !first {
+            out.push(',');
+        }
+        first = false;
+        out.push('[');
+        out.push_str(&i.to_string());
+        out.push_str(",[");
+        for (k, op) in ops.iter().enumerate() {
+            if k > 0 {
+                out.push(',');
+            }
+            write_list_op(out, op);
+        }
+        out.push_str("]]");
     }
     out.push(']');
 }
@@ -371,30 +432,7 @@ pub(crate) fn encode_diff(
         let mut any = false;
         let mut statics = String::new();
         for (i, (a, b)) in prev_statics.iter().zip(&next.statics).enumerate() {
-            let ops = text_ops(a, b);
-            if ops.is_empty() {
-                continue;
-            }
-            if !statics.is_empty() {
-                statics.push(',');
-            }
-            statics.push('[');
-            statics.push_str(&i.to_string());
-            statics.push_str(",[");
-            for (k, op) in ops.iter().enumerate() {
-                if k > 0 {
-                    statics.push(',');
-                }
-                match op {
-                    TextOp::Retain(n) => statics.push_str(&n.to_string()),
-                    TextOp::Delete(n) => {
-                        statics.push('-');
-                        statics.push_str(&n.to_string());
-                    }
-                    TextOp::Insert(s) => json_str(&mut statics, s),
-                }
-            }
-            statics.push_str("]]");
+            write_text_ops(&mut statics, i, &text_ops(a, b));
         }
         if !statics.is_empty() {
             any = true;
@@ -402,30 +440,13 @@ pub(crate) fn encode_diff(
             out.push_str(&statics);
             out.push(']');
         }
-        let mut lists = String::new();
-        for (i, ops) in list_ops.iter().enumerate() {
-            if ops.is_empty() {
-                continue;
-            }
-            if !lists.is_empty() {
-                lists.push(',');
-            }
-            lists.push('[');
-            lists.push_str(&i.to_string());
-            lists.push_str(",[");
-            for (k, op) in ops.iter().enumerate() {
-                if k > 0 {
-                    lists.push(',');
-                }
-                write_list_op(&mut lists, op);
-            }
-            lists.push_str("]]");
-        }
-        if !lists.is_empty() {
+        if list_ops.iter().any(|ops| !ops.is_empty()) {
             any = true;
-            out.push_str(",\"l\":[");
-            out.push_str(&lists);
-            out.push(']');
+            out.push_str(",\"l\":");
+            write_lists_ops(
+                &mut out,
+                list_ops.iter().enumerate().map(|(i, o)| (i, o.as_slice())),
+            );
         }
         if !any {
             return Patch::Unchanged;
@@ -448,21 +469,50 @@ fn write_opt_key(out: &mut String, k: &Option<crate::watch::Key>) {
 
 fn write_list_op(out: &mut String, op: &ListOp) {
     match op {
-        ListOp::Replace(h) => {
+        ListOp::Replace(row) => {
             out.push_str("[\"r\",");
-            json_str(out, h.key.as_str());
+            json_str(out, row.key().as_str());
             out.push(',');
-            json_str(out, &h.html);
+            write_row_value(out, row);
             out.push(']');
         }
-        ListOp::Insert { after, html } => {
+        ListOp::Insert { after, row } => {
             out.push_str("[\"i\",");
-            json_str(out, html.key.as_str());
+            json_str(out, row.key().as_str());
             out.push(',');
             write_opt_key(out, after);
             out.push(',');
-            json_str(out, &html.html);
+            write_row_value(out, row);
             out.push(']');
+        }
+        ListOp::Patch {
+            row,
+            old_statics,
+            lists,
+        } => {
+            out.push_str("[\"p\",");
+            json_str(out, row.key().as_str());
+            out.push_str(",{");
+            let mut statics = String::new();
+            if let Some(sub) = &row.sub {
+                for (i, old) in old_statics {
+                    let new = sub.statics.get(*i).map_or("", String::as_str);
+                    write_text_ops(&mut statics, *i, &text_ops(old, new));
+                }
+            }
+            if !statics.is_empty() {
+                out.push_str("\"s\":[");
+                out.push_str(&statics);
+                out.push(']');
+                if !lists.is_empty() {
+                    out.push(',');
+                }
+            }
+            if !lists.is_empty() {
+                out.push_str("\"l\":");
+                write_lists_ops(out, lists.iter().map(|(i, o)| (*i, o.as_slice())));
+            }
+            out.push_str("}]");
         }
         ListOp::Delete(k) => {
             out.push_str("[\"d\",");
@@ -563,6 +613,241 @@ mod tests {
         }
         assert_eq!(client.html(), model.to_html());
         assert_eq!(client.version(), 1 + pieces.rest.len() as u64);
+    }
+
+    /// A small deterministic generator.
+    struct TinyRng(u64);
+
+    impl TinyRng {
+        fn below(&mut self, n: u64) -> u64 {
+            self.0 = self
+                .0
+                .wrapping_mul(6364136223846793005)
+                .wrapping_add(1442695040888963407);
+            (self.0 >> 33) % n
+        }
+    }
+
+    struct Col {
+        id: i64,
+        name: String,
+    }
+
+    struct Card {
+        id: i64,
+        col: i64,
+        title: String,
+    }
+
+    /// A board: a keyed list of columns, each with a keyed list of its cards inside.
+    fn board(
+        cols: &[std::sync::Arc<Col>],
+        cards: &[std::sync::Arc<Card>],
+        editing: Option<i64>,
+    ) -> maud::Markup {
+        use crate::keyed;
+        use maud::html;
+        html! {
+            h1 { "board" }
+            main {
+                (keyed("columns", cols, |c| c.id).render(|col| {
+                    let mine: Vec<_> = cards.iter().filter(|c| c.col == col.id).cloned().collect();
+                    html! {
+                        section {
+                            h2 { (col.name) " " (mine.len()) }
+                            ul { (keyed(format!("cards-{}", col.id), &mine, |c| c.id)
+                                .depends_on(|c| editing == Some(c.id))
+                                .render(|c| html! { li { (c.title) @if editing == Some(c.id) { " ✎" } } })) }
+                        }
+                    }
+                }))
+            }
+            p { (cards.len()) " cards" }
+        }
+    }
+
+    /// Issue 8: keyed lists inside the rows of a keyed list are diffed as keyed lists: a
+    /// change to one card is one `p` op on its column holding one row op, and every diff,
+    /// applied by the client's rules, gives the server's render.
+    #[test]
+    fn nested_keyed_lists_diff_as_keyed_lists() {
+        use crate::diff::client::ClientModel;
+        use crate::render::{render_static, render_tracked};
+        use std::sync::Arc;
+        let mut cols: Vec<Arc<Col>> = (0..4)
+            .map(|i| {
+                Arc::new(Col {
+                    id: i,
+                    name: format!("col {i}"),
+                })
+            })
+            .collect();
+        let mut cards: Vec<Arc<Card>> = (0..40)
+            .map(|i| {
+                Arc::new(Card {
+                    id: 100 + i,
+                    col: i % 4,
+                    title: format!("card {i} é😀"),
+                })
+            })
+            .collect();
+        let mut model =
+            render_tracked(&mut Rendered::default(), || board(&cols, &cards, None)).model;
+        assert_eq!(
+            model.to_html(),
+            render_static(|| board(&cols, &cards, None))
+        );
+        let pieces = model_in_pieces(&model, 1, 1 << 20);
+        assert!(pieces.rest.is_empty());
+        let mut client =
+            ClientModel::from_rendered(&serde_json::from_str(&pieces.first).unwrap(), 1).unwrap();
+        assert_eq!(client.html(), model.to_html());
+
+        // One card renamed: one `p` op on its column, holding one replace.
+        cards[5] = Arc::new(Card {
+            id: 105,
+            col: 1,
+            title: "renamed".into(),
+        });
+        let t = render_tracked(&mut model, || board(&cols, &cards, None));
+        assert!(t.same_shape);
+        assert_eq!(t.ops.len(), 1);
+        assert_eq!(t.ops[0].len(), 1, "{:?}", t.ops[0]);
+        let ListOp::Patch {
+            row,
+            old_statics,
+            lists,
+        } = &t.ops[0][0]
+        else {
+            panic!("expected a patch of the column, got {:?}", t.ops[0][0]);
+        };
+        assert_eq!(row.key().as_str(), "1");
+        assert!(old_statics.is_empty());
+        assert_eq!(lists.len(), 1);
+        assert!(matches!(&lists[0].1[..], [ListOp::Replace(r)] if r.key().as_str() == "105"));
+        let Patch::Diff(d) = encode_diff(&model.statics, &t.model, &t.ops, 2, false) else {
+            panic!("expected a diff");
+        };
+        // The diff is about the one card (and the static card count did not change).
+        assert!(d.len() < 160, "{d}");
+        assert!(!d.contains("card 9"), "{d}");
+        client.apply(&serde_json::from_str(&d).unwrap()).unwrap();
+        model = t.model;
+        assert_eq!(client.html(), model.to_html());
+
+        // One card moved to another column: a patch of each column (its count, a text op; its
+        // cards, a row op), never a column sent whole.
+        cards[6] = Arc::new(Card {
+            id: 106,
+            col: 3,
+            title: cards[6].title.clone(),
+        });
+        let t = render_tracked(&mut model, || board(&cols, &cards, None));
+        let Patch::Diff(d) = encode_diff(&model.statics, &t.model, &t.ops, 3, false) else {
+            panic!("expected a diff");
+        };
+        let v: serde_json::Value = serde_json::from_str(&d).unwrap();
+        let ops = v["l"][0][1].as_array().unwrap();
+        assert_eq!(ops.len(), 2, "{d}");
+        for op in ops {
+            assert_eq!(op[0], "p", "{d}");
+            assert_eq!(op[2]["s"].as_array().map(Vec::len), Some(1), "{d}");
+            assert_eq!(op[2]["l"][0][1].as_array().map(Vec::len), Some(1), "{d}");
+        }
+        assert!(d.len() < 260, "{} bytes: {d}", d.len());
+        client.apply(&v).unwrap();
+        model = t.model;
+        assert_eq!(client.html(), model.to_html());
+
+        // Random steps: card moves between columns, renames, adds, deletes, column renames,
+        // column adds, deletes and reorders, an edited card.
+        let mut rng = TinyRng(11);
+        let mut next_id = 1000;
+        for step in 0..400u64 {
+            let editing = (rng.below(3) == 0).then(|| 100 + rng.below(40) as i64);
+            match rng.below(8) {
+                0 | 1 if !cards.is_empty() => {
+                    let i = rng.below(cards.len() as u64) as usize;
+                    let c = &cards[i];
+                    let col = cols[rng.below(cols.len() as u64) as usize].id;
+                    cards[i] = Arc::new(Card {
+                        id: c.id,
+                        col,
+                        title: c.title.clone(),
+                    });
+                }
+                2 if !cards.is_empty() => {
+                    let i = rng.below(cards.len() as u64) as usize;
+                    let c = &cards[i];
+                    cards[i] = Arc::new(Card {
+                        id: c.id,
+                        col: c.col,
+                        title: format!("t{step} 中"),
+                    });
+                }
+                3 => {
+                    next_id += 1;
+                    let col = cols[rng.below(cols.len() as u64) as usize].id;
+                    let at = rng.below(cards.len() as u64 + 1) as usize;
+                    cards.insert(
+                        at,
+                        Arc::new(Card {
+                            id: next_id,
+                            col,
+                            title: format!("new {step}"),
+                        }),
+                    );
+                }
+                4 if !cards.is_empty() => {
+                    let i = rng.below(cards.len() as u64) as usize;
+                    cards.remove(i);
+                }
+                5 => {
+                    let i = rng.below(cols.len() as u64) as usize;
+                    cols[i] = Arc::new(Col {
+                        id: cols[i].id,
+                        name: format!("col {step}"),
+                    });
+                }
+                6 if cols.len() > 1 => {
+                    let i = rng.below(cols.len() as u64) as usize;
+                    let c = cols.remove(i);
+                    let j = rng.below(cols.len() as u64 + 1) as usize;
+                    if rng.below(4) == 0 {
+                        // A column deleted, and another added.
+                        next_id += 1;
+                        cols.insert(
+                            j,
+                            Arc::new(Col {
+                                id: next_id,
+                                name: "added".into(),
+                            }),
+                        );
+                    } else {
+                        cols.insert(j, c);
+                    }
+                }
+                _ => {}
+            }
+            let v = client.version() + 1;
+            let t = render_tracked(&mut model, || board(&cols, &cards, editing));
+            assert!(t.same_shape);
+            let html = render_static(|| board(&cols, &cards, editing));
+            assert_eq!(t.model.to_html(), html, "step {step}");
+            assert_eq!(t.model.len16(), html.encode_utf16().count(), "step {step}");
+            match encode_diff(&model.statics, &t.model, &t.ops, v, false) {
+                Patch::Unchanged => {}
+                Patch::Diff(d) => {
+                    let d: serde_json::Value = serde_json::from_str(&d).unwrap();
+                    client
+                        .apply(&d)
+                        .unwrap_or_else(|e| panic!("step {step}: {e}: {d}"));
+                }
+                Patch::Whole => panic!("step {step}: whole page"),
+            }
+            model = t.model;
+            assert_eq!(client.html(), html, "step {step}");
+        }
     }
 
     #[test]

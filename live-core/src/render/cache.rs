@@ -16,34 +16,40 @@ struct Cache {
 
 static CACHE: Mutex<Option<Cache>> = Mutex::new(None);
 
-/// The shared HTML for a row, rendered with `make` if nobody holds it.
+fn cache_key(ptr: usize, site: &'static Location<'static>, deps: u64) -> CacheKey {
+    (ptr, site as *const Location<'static> as usize, deps)
+}
+
+/// The shared HTML for a row, if some view holds it.
 ///
 /// A hit is only possible while some view holds the `RowHtml`, whose weak reference to the
 /// row keeps the row's allocation from being reused: a pointer match is the same row.
-pub(crate) fn shared(
+pub(crate) fn get(ptr: usize, site: &'static Location<'static>, deps: u64) -> Option<Arc<RowHtml>> {
+    let guard = CACHE.lock().unwrap_or_else(|p| p.into_inner());
+    guard
+        .as_ref()
+        .and_then(|c| c.map.get(&cache_key(ptr, site, deps)))
+        .and_then(Weak::upgrade)
+}
+
+/// Shares `html` (rendered outside the lock); if another view shared the same row in the
+/// meantime, that one is returned.
+pub(crate) fn insert(
     ptr: usize,
     site: &'static Location<'static>,
     deps: u64,
-    make: impl FnOnce() -> RowHtml,
+    html: RowHtml,
 ) -> Arc<RowHtml> {
-    let key = (ptr, site as *const Location<'static> as usize, deps);
-    {
-        let guard = CACHE.lock().unwrap_or_else(|p| p.into_inner());
-        if let Some(hit) = guard
-            .as_ref()
-            .and_then(|c| c.map.get(&key))
-            .and_then(Weak::upgrade)
-        {
-            return hit;
-        }
-    }
-    // Render outside the lock.
-    let html = Arc::new(make());
+    let key = cache_key(ptr, site, deps);
     let mut guard = CACHE.lock().unwrap_or_else(|p| p.into_inner());
     let cache = guard.get_or_insert_with(|| Cache {
         map: HashMap::new(),
         sweep_at: 1024,
     });
+    if let Some(hit) = cache.map.get(&key).and_then(Weak::upgrade) {
+        return hit;
+    }
+    let html = Arc::new(html);
     cache.map.insert(key, Arc::downgrade(&html));
     if cache.map.len() >= cache.sweep_at {
         cache.map.retain(|_, w| w.strong_count() > 0);

@@ -7,15 +7,20 @@
 //! page is split at. So a one-row change costs one row render and a pointer comparison per
 //! row, whatever the list's length, and only the small static rest of the page is text-diffed.
 //!
+//! Lists nest: a row that renders keyed lists of its own (the cards inside a board column) is
+//! split the same way, into its own fragments and lists, and a change inside it is sent as
+//! row operations on the inner list, addressed through the row's key (`Patch`). Such a row is
+//! rendered again on every render (its inner lists must be tracked); its inner rows are not.
+//!
 //! Row HTML is shared: views that render the same row (`Arc` pointer) at the same call site
-//! with the same dependencies share one string.
+//! with the same dependencies share one string (rows without lists inside).
 
 mod cache;
 
 use std::any::Any;
 use std::borrow::Cow;
 use std::cell::RefCell;
-use std::collections::HashSet;
+use std::collections::{HashMap, HashSet};
 use std::hash::{Hash, Hasher};
 use std::panic::Location;
 use std::sync::{Arc, OnceLock, Weak};
@@ -28,6 +33,8 @@ use crate::watch::{Key, KeyValue};
 #[derive(Debug)]
 pub(crate) struct RowHtml {
     pub key: Key,
+    /// The row's HTML; for a row with lists inside, with the lists' markers in it (so two
+    /// versions compare equal exactly when the row's own fragments are equal).
     pub html: Box<str>,
     pub len16: usize,
     /// Keeps the row's allocation (not its value) alive, so its address is not reused while
@@ -41,6 +48,38 @@ pub(crate) struct RowEntry {
     pub ptr: usize,
     pub deps: u64,
     pub html: Arc<RowHtml>,
+    /// A row with keyed lists inside: its fragments and lists (this view's own, not shared).
+    pub sub: Option<Arc<Rendered>>,
+}
+
+impl RowEntry {
+    /// The row's key.
+    pub(crate) fn key(&self) -> &Key {
+        &self.html.key
+    }
+
+    /// Length of the row's whole HTML in UTF-16 units.
+    pub(crate) fn len16(&self) -> usize {
+        match &self.sub {
+            Some(sub) => sub.len16(),
+            None => self.html.len16,
+        }
+    }
+
+    /// Bytes of the row's whole HTML.
+    pub(crate) fn html_bytes(&self) -> usize {
+        match &self.sub {
+            Some(sub) => sub.html_bytes(),
+            None => self.html.html.len(),
+        }
+    }
+
+    fn write_html(&self, out: &mut String) {
+        match &self.sub {
+            Some(sub) => sub.write_html(out),
+            None => out.push_str(&self.html.html),
+        }
+    }
 }
 
 /// A list's name: a literal, or built at run time (one list per column, say).
@@ -58,15 +97,23 @@ pub(crate) struct ListModel {
 /// A row operation, in the order the client applies them.
 #[derive(Debug, Clone)]
 pub(crate) enum ListOp {
-    Replace(Arc<RowHtml>),
+    Replace(RowEntry),
     Insert {
         after: Option<Key>,
-        html: Arc<RowHtml>,
+        row: RowEntry,
     },
     Delete(Key),
     Move {
         key: Key,
         after: Option<Key>,
+    },
+    /// A patch of a row with lists inside (whose lists kept their shape): its own fragments
+    /// that changed, as `(index, previous text)` (the new text is in `row`), and row ops on
+    /// its lists, as `(index of the inner list, its ops)`.
+    Patch {
+        row: RowEntry,
+        old_statics: Vec<(usize, String)>,
+        lists: Vec<(usize, Vec<ListOp>)>,
     },
 }
 
@@ -81,24 +128,31 @@ impl Rendered {
     /// The whole HTML.
     #[allow(dead_code)] // used by tests and the benchmark hooks
     pub(crate) fn to_html(&self) -> String {
-        let mut out = String::with_capacity(
-            self.statics.iter().map(String::len).sum::<usize>()
-                + self
-                    .lists
-                    .iter()
-                    .flat_map(|l| l.rows.iter())
-                    .map(|r| r.html.html.len())
-                    .sum::<usize>(),
-        );
+        let mut out = String::with_capacity(self.html_bytes());
+        self.write_html(&mut out);
+        out
+    }
+
+    fn write_html(&self, out: &mut String) {
         for (i, s) in self.statics.iter().enumerate() {
             out.push_str(s);
             if let Some(list) = self.lists.get(i) {
                 for r in &list.rows {
-                    out.push_str(&r.html.html);
+                    r.write_html(out);
                 }
             }
         }
-        out
+    }
+
+    /// Bytes of the whole HTML.
+    pub(crate) fn html_bytes(&self) -> usize {
+        self.statics.iter().map(String::len).sum::<usize>()
+            + self
+                .lists
+                .iter()
+                .flat_map(|l| l.rows.iter())
+                .map(RowEntry::html_bytes)
+                .sum::<usize>()
     }
 
     /// Length of the whole HTML in UTF-16 units.
@@ -126,7 +180,8 @@ struct ListOut {
 }
 
 struct RenderCx {
-    /// The previous render's lists, taken as they are matched.
+    /// The previous render's lists (of this level: the page, or one row), taken as they are
+    /// matched.
     prev: Vec<Option<ListModel>>,
     out: Vec<ListOut>,
 }
@@ -165,19 +220,39 @@ pub(crate) struct Tracked {
 
 /// Renders with row tracking against `prev` (whose lists are consumed).
 pub(crate) fn render_tracked(prev: &mut Rendered, render: impl FnOnce() -> Markup) -> Tracked {
-    let prev_names: Vec<ListName> = prev.lists.iter().map(|l| l.name.clone()).collect();
-    let prev_statics = prev.statics.len();
     let prev_lists = std::mem::take(&mut prev.lists);
-    CX.with(|c| {
-        *c.borrow_mut() = Some(RenderCx {
+    track_level(prev.statics.len(), prev_lists, || render().into_string()).0
+}
+
+/// Renders one level (the page, or a row with lists inside) with its keyed lists tracked
+/// against `prev_lists`; returns the result and the HTML with the lists' markers in it.
+fn track_level(
+    prev_statics: usize,
+    prev_lists: Vec<ListModel>,
+    render: impl FnOnce() -> String,
+) -> (Tracked, String) {
+    let prev_names: Vec<ListName> = prev_lists.iter().map(|l| l.name.clone()).collect();
+    // An outer level's context (a row is rendered while its list's level is set aside).
+    let outer = CX.with(|c| {
+        c.borrow_mut().replace(RenderCx {
             prev: prev_lists.into_iter().map(Some).collect(),
             out: Vec::new(),
         })
     });
-    let markup = render();
-    let cx = CX.with(|c| c.borrow_mut().take());
+    let html = render();
+    let cx = CX.with(|c| std::mem::replace(&mut *c.borrow_mut(), outer));
     let outs = cx.map(|c| c.out).unwrap_or_default();
-    let html = markup.into_string();
+    if outs.is_empty() {
+        let tracked = Tracked {
+            model: Rendered {
+                statics: vec![html.clone()],
+                lists: Vec::new(),
+            },
+            ops: Vec::new(),
+            same_shape: prev_statics == 1 && prev_names.is_empty(),
+        };
+        return (tracked, html);
+    }
     match split(&html, outs.len()) {
         Some(statics) => {
             let mut lists = Vec::with_capacity(outs.len());
@@ -197,11 +272,12 @@ pub(crate) fn render_tracked(prev: &mut Rendered, render: impl FnOnce() -> Marku
                     tracing::error!(list = %l.name, "two keyed lists with the same name in one render; give each its own (e.g. format!(\"cards-{{column_id}}\"))");
                 }
             }
-            Tracked {
+            let tracked = Tracked {
                 model: Rendered { statics, lists },
                 ops,
                 same_shape,
-            }
+            };
+            (tracked, html)
         }
         None => {
             tracing::error!(
@@ -210,25 +286,31 @@ pub(crate) fn render_tracked(prev: &mut Rendered, render: impl FnOnce() -> Marku
             );
             let mut flat = html;
             for (i, o) in outs.iter().enumerate() {
-                let rows: String = o.model.rows.iter().map(|r| &*r.html.html).collect();
+                let mut rows = String::new();
+                for r in &o.model.rows {
+                    r.write_html(&mut rows);
+                }
                 flat = flat.replace(&marker(i), &rows);
             }
-            Tracked {
+            let tracked = Tracked {
                 model: Rendered {
-                    statics: vec![flat],
+                    statics: vec![flat.clone()],
                     lists: Vec::new(),
                 },
                 ops: Vec::new(),
                 same_shape: false,
-            }
+            };
+            (tracked, flat)
         }
     }
 }
 
 /// Renders without tracking (the first, static render of a GET).
 pub(crate) fn render_static(render: impl FnOnce() -> Markup) -> String {
-    CX.with(|c| *c.borrow_mut() = None);
-    render().into_string()
+    let outer = CX.with(|c| c.borrow_mut().take());
+    let html = render().into_string();
+    CX.with(|c| *c.borrow_mut() = outer);
+    html
 }
 
 /// Splits at the markers; `None` unless markers 0..n appear once each, in order.
@@ -292,6 +374,38 @@ pub struct Keyed<'a, T, KF, DF> {
 /// for lists that repeat (`format!("cards-{}", column.id)`). Each list of one render needs its
 /// own name; a repeated name is logged as an error, and the lists are still matched with the
 /// previous render by name and position (so the diff stays right).
+///
+/// Lists nest: a row may render keyed lists of its own, and a change inside them is sent as
+/// row operations on the inner list only. A row with lists inside is rendered again on every
+/// render of its view (so its `depends_on` does not matter); keep such outer lists short
+/// (columns, groups), the inner rows are tracked as usual.
+///
+/// ```
+/// use std::sync::Arc;
+/// use live_core::{html, keyed, Markup};
+///
+/// struct Column { id: i64, name: String }
+/// struct Card { id: i64, column_id: i64, title: String }
+/// let columns = vec![Arc::new(Column { id: 1, name: "To do".into() })];
+/// let cards = vec![Arc::new(Card { id: 7, column_id: 1, title: "milk".into() })];
+/// let page: Markup = html! {
+///     (keyed("columns", &columns, |c| c.id).render(|col| {
+///         let mine: Vec<Arc<Card>> =
+///             cards.iter().filter(|c| c.column_id == col.id).cloned().collect();
+///         html! {
+///             section {
+///                 h2 { (col.name) }
+///                 ul { (keyed(format!("cards-{}", col.id), &mine, |c| c.id)
+///                     .render(|c| html! { li { (c.title) } })) }
+///             }
+///         }
+///     }))
+/// };
+/// assert_eq!(
+///     page.into_string(),
+///     r#"<section data-live-key="1"><h2>To do</h2><ul><li data-live-key="7">milk</li></ul></section>"#
+/// );
+/// ```
 #[track_caller]
 pub fn keyed<'a, T, K, KF>(
     name: impl Into<Cow<'static, str>>,
@@ -310,6 +424,16 @@ where
         deps: |_| (),
         site: Location::caller(),
     }
+}
+
+/// How the lists inside one re-rendered row changed.
+enum Inner {
+    /// The row has no lists inside, or nothing to compare with.
+    None,
+    /// The inner lists kept their shape: the row's previous fragments, and the lists' ops.
+    Ops(Vec<String>, Vec<Vec<ListOp>>),
+    /// The inner lists changed shape: the row must be sent whole.
+    Reshaped,
 }
 
 impl<'a, T, K, KF, D, DF> Keyed<'a, T, KF, DF>
@@ -335,7 +459,7 @@ where
     pub fn render(self, row: impl Fn(&T) -> Markup) -> Markup {
         let cx = CX.with(|c| c.borrow_mut().take());
         let Some(mut cx) = cx else {
-            // Static render (or a list nested in a row): write the rows in place.
+            // Static render: write the rows in place (lists inside rows too).
             let mut out = String::new();
             for r in self.rows {
                 let key = key_of(&self.key, r);
@@ -354,6 +478,8 @@ where
                 name: self.name.clone(),
                 ..ListModel::default()
             });
+        // Rows are rendered with this level set aside (rows with lists inside set up their
+        // own level).
         let (model, ops) = self.track(prev, &row);
         let index = cx.out.len();
         cx.out.push(ListOut { model, ops });
@@ -367,24 +493,82 @@ where
         h.finish()
     }
 
-    fn entry(&self, r: &Arc<T>, row: &impl Fn(&T) -> Markup) -> RowEntry {
+    /// Renders one row of a connected render. A row that had lists inside is tracked against
+    /// `prev_sub`; any other row is looked up in the shared cache first.
+    fn entry(
+        &self,
+        r: &Arc<T>,
+        row: &impl Fn(&T) -> Markup,
+        prev_sub: Option<Rendered>,
+    ) -> (RowEntry, Inner) {
         let ptr = Arc::as_ptr(r) as *const () as usize;
         let deps = self.deps_of(r);
-        let html = cache::shared(ptr, self.site, deps, || {
-            let key = key_of(&self.key, r);
-            let html = render_row(row, r, &key);
+        if prev_sub.is_none()
+            && let Some(html) = cache::get(ptr, self.site, deps)
+        {
+            let entry = RowEntry {
+                ptr,
+                deps,
+                html,
+                sub: None,
+            };
+            return (entry, Inner::None);
+        }
+        let key = key_of(&self.key, r);
+        let had_sub = prev_sub.is_some();
+        let (prev_statics, prev_lists) = match prev_sub {
+            Some(p) => (p.statics, p.lists),
+            None => (vec![String::new()], Vec::new()),
+        };
+        let (tracked, html) =
+            track_level(prev_statics.len(), prev_lists, || render_row(row, r, &key));
+        if tracked.model.lists.is_empty() {
             let weak: Weak<dyn Any + Send + Sync> = {
                 let strong: Arc<dyn Any + Send + Sync> = r.clone();
                 Arc::downgrade(&strong)
             };
-            RowHtml {
-                len16: utf16_len(&html),
+            let html = cache::insert(
+                ptr,
+                self.site,
+                deps,
+                RowHtml {
+                    len16: utf16_len(&html),
+                    key,
+                    html: html.into_boxed_str(),
+                    _ident: Some(weak),
+                },
+            );
+            let inner = if had_sub {
+                Inner::Reshaped
+            } else {
+                Inner::None
+            };
+            let entry = RowEntry {
+                ptr,
+                deps,
+                html,
+                sub: None,
+            };
+            return (entry, inner);
+        }
+        let inner = match (had_sub, tracked.same_shape) {
+            (false, _) => Inner::None,
+            (true, true) => Inner::Ops(prev_statics, tracked.ops),
+            (true, false) => Inner::Reshaped,
+        };
+        let sub = tracked.model;
+        let entry = RowEntry {
+            ptr,
+            deps,
+            html: Arc::new(RowHtml {
                 key,
+                len16: sub.len16(),
                 html: html.into_boxed_str(),
-                _ident: Some(weak),
-            }
-        });
-        RowEntry { ptr, deps, html }
+                _ident: None,
+            }),
+            sub: Some(Arc::new(sub)),
+        };
+        (entry, inner)
     }
 
     /// Compares the rows with `prev` and returns the new model and row ops.
@@ -392,8 +576,11 @@ where
         let rows = self.rows;
         let n_old = prev.rows.len();
         let n_new = rows.len();
+        // Rows with lists inside are never the same: their lists are tracked every render.
         let same = |e: &RowEntry, r: &Arc<T>| {
-            e.ptr == Arc::as_ptr(r) as *const () as usize && e.deps == self.deps_of(r)
+            e.sub.is_none()
+                && e.ptr == Arc::as_ptr(r) as *const () as usize
+                && e.deps == self.deps_of(r)
         };
         // Unchanged prefix and suffix, by pointer.
         let mut start = 0;
@@ -409,23 +596,49 @@ where
         if start == n_old && start == n_new {
             return (prev, Vec::new());
         }
+        let old_len16: usize = prev.rows[start..n_old - end]
+            .iter()
+            .map(RowEntry::len16)
+            .sum();
+        // The inner lists of the window's rows are the previous render of those lists.
+        let mut prev_subs: HashMap<Key, Rendered> = HashMap::new();
+        for e in &mut prev.rows[start..n_old - end] {
+            if let Some(sub) = e.sub.take() {
+                let sub = Arc::try_unwrap(sub).unwrap_or_else(|shared| (*shared).clone());
+                prev_subs.insert(e.html.key.clone(), sub);
+            }
+        }
         let old_mid: &[RowEntry] = &prev.rows[start..n_old - end];
+        let old_by_key: HashMap<&Key, usize> = old_mid
+            .iter()
+            .enumerate()
+            .map(|(i, e)| (&e.html.key, i))
+            .rev()
+            .collect();
         let mut new_mid: Vec<RowEntry> = Vec::with_capacity(n_new - start - end);
+        let mut inner: Vec<Inner> = Vec::with_capacity(n_new - start - end);
         for r in &rows[start..n_new - end] {
             let key = key_of(&self.key, r);
             let ptr = Arc::as_ptr(r) as *const () as usize;
-            let reuse = old_mid
-                .iter()
-                .find(|e| e.ptr == ptr && e.html.key == key && e.deps == self.deps_of(r));
-            new_mid.push(match reuse {
-                Some(e) => e.clone(),
-                None => self.entry(r, row),
+            let reuse = old_by_key.get(&key).map(|&i| &old_mid[i]).filter(|e| {
+                !prev_subs.contains_key(&key) && e.ptr == ptr && e.deps == self.deps_of(r)
             });
+            match reuse {
+                Some(e) => {
+                    new_mid.push(e.clone());
+                    inner.push(Inner::None);
+                }
+                None => {
+                    let (e, i) = self.entry(r, row, prev_subs.remove(&key));
+                    new_mid.push(e);
+                    inner.push(i);
+                }
+            }
         }
         // Keys must be unique within the list: a duplicate gets a suffix (and a warning).
         let old_mid_keys: HashSet<&Key> = old_mid.iter().map(|e| &e.html.key).collect();
         let mut seen: HashSet<Key> = HashSet::new();
-        for e in &mut new_mid {
+        for (e, inner) in new_mid.iter_mut().zip(inner.iter_mut()) {
             let k = e.html.key.clone();
             let clash =
                 !seen.insert(k.clone()) || (prev.keys.contains(&k) && !old_mid_keys.contains(&k));
@@ -446,17 +659,18 @@ where
                     len16: e.html.len16,
                     _ident: None,
                 });
+                *inner = Inner::None;
             }
         }
         let before = (start > 0).then(|| prev.rows[start - 1].html.key.clone());
-        let ops = mid_ops(old_mid, &new_mid, before);
+        let ops = mid_ops(old_mid, &new_mid, inner, before);
         for e in old_mid {
             prev.keys.remove(&e.html.key);
-            prev.len16 -= e.html.len16;
         }
+        prev.len16 -= old_len16;
         for e in &new_mid {
             prev.keys.insert(e.html.key.clone());
-            prev.len16 += e.html.len16;
+            prev.len16 += e.len16();
         }
         // In place: only the rows after the window move, and only if its length changed.
         prev.rows.splice(start..n_old - end, new_mid);
@@ -464,8 +678,48 @@ where
     }
 }
 
+/// The op for a row kept under its key: nothing, a patch of a row with lists inside, or a
+/// replace.
+fn changed_row(old: &RowEntry, new: &RowEntry, inner: Inner, ops: &mut Vec<ListOp>) {
+    let own_changed = !Arc::ptr_eq(&old.html, &new.html) && old.html.html != new.html.html;
+    match inner {
+        Inner::Ops(prev_statics, lists) => {
+            let old_statics: Vec<(usize, String)> = match &new.sub {
+                Some(sub) if own_changed => prev_statics
+                    .into_iter()
+                    .zip(&sub.statics)
+                    .enumerate()
+                    .filter(|(_, (a, b))| a != *b)
+                    .map(|(i, (a, _))| (i, a))
+                    .collect(),
+                _ => Vec::new(),
+            };
+            let lists: Vec<(usize, Vec<ListOp>)> = lists
+                .into_iter()
+                .enumerate()
+                .filter(|(_, ops)| !ops.is_empty())
+                .collect();
+            if !lists.is_empty() || !old_statics.is_empty() {
+                ops.push(ListOp::Patch {
+                    row: new.clone(),
+                    old_statics,
+                    lists,
+                });
+            }
+        }
+        _ if own_changed => ops.push(ListOp::Replace(new.clone())),
+        Inner::Reshaped => ops.push(ListOp::Replace(new.clone())),
+        Inner::None => {}
+    }
+}
+
 /// Row ops that turn `old` into `new` (a window of the list after the row `before`).
-fn mid_ops(old: &[RowEntry], new: &[RowEntry], before: Option<Key>) -> Vec<ListOp> {
+fn mid_ops(
+    old: &[RowEntry],
+    new: &[RowEntry],
+    inner: Vec<Inner>,
+    before: Option<Key>,
+) -> Vec<ListOp> {
     use similar::{Algorithm, DiffOp, capture_diff_slices};
     let old_keys: Vec<&Key> = old.iter().map(|e| &e.html.key).collect();
     let new_keys: Vec<&Key> = new.iter().map(|e| &e.html.key).collect();
@@ -507,25 +761,22 @@ fn mid_ops(old: &[RowEntry], new: &[RowEntry], before: Option<Key>) -> Vec<ListO
         }
     }
     let mut after = before;
-    for (i, e) in new.iter().enumerate() {
+    for ((i, e), inner) in new.iter().enumerate().zip(inner) {
         let key = &e.html.key;
         if let Some(oi) = kept_old_index[i] {
-            if !Arc::ptr_eq(&old[oi].html, &e.html) && old[oi].html.html != e.html.html {
-                ops.push(ListOp::Replace(e.html.clone()));
-            }
+            changed_row(&old[oi], e, inner, &mut ops);
         } else if removed.contains(key) {
             ops.push(ListOp::Move {
                 key: key.clone(),
                 after: after.clone(),
             });
-            let old_entry = old.iter().find(|o| &o.html.key == key);
-            if old_entry.is_some_and(|o| o.html.html != e.html.html) {
-                ops.push(ListOp::Replace(e.html.clone()));
+            if let Some(o) = old.iter().find(|o| &o.html.key == key) {
+                changed_row(o, e, inner, &mut ops);
             }
         } else {
             ops.push(ListOp::Insert {
                 after: after.clone(),
-                html: e.html.clone(),
+                row: e.clone(),
             });
         }
         after = Some(key.clone());
@@ -615,17 +866,20 @@ mod tests {
     fn apply(model: &mut Vec<(Key, String)>, ops: &[ListOp]) {
         for op in ops {
             match op {
-                ListOp::Replace(h) => {
+                ListOp::Replace(row) => {
+                    let h = &row.html;
                     let i = model.iter().position(|(k, _)| *k == h.key).unwrap();
                     model[i].1 = h.html.to_string();
                 }
-                ListOp::Insert { after, html } => {
+                ListOp::Insert { after, row } => {
+                    let html = &row.html;
                     let at = after
                         .as_ref()
                         .map_or(0, |a| model.iter().position(|(k, _)| k == a).unwrap() + 1);
                     model.insert(at, (html.key.clone(), html.html.to_string()));
                 }
                 ListOp::Delete(k) => model.retain(|(x, _)| x != k),
+                ListOp::Patch { .. } => panic!("no lists inside rows here"),
                 ListOp::Move { key, after } => {
                     let i = model.iter().position(|(k, _)| k == key).unwrap();
                     let item = model.remove(i);
@@ -685,7 +939,7 @@ mod tests {
                     if l == c {
                         assert_eq!(ops.len(), 1, "list {l}: {ops:?}");
                         assert!(
-                            matches!(&ops[0], ListOp::Replace(h) if h.html.contains(&format!("changed {step}")))
+                            matches!(&ops[0], ListOp::Replace(h) if h.html.html.contains(&format!("changed {step}")))
                         );
                     } else {
                         assert!(ops.is_empty(), "list {l} got ops for column {c}: {ops:?}");
@@ -802,6 +1056,6 @@ mod tests {
         let ops = render_tracked(&mut prev, || view(&rows2)).ops;
         assert_eq!(CALLS.load(Ordering::Relaxed) - before, 1);
         assert_eq!(ops[0].len(), 1);
-        assert!(matches!(&ops[0][0], ListOp::Replace(h) if h.key.as_str() == "50"));
+        assert!(matches!(&ops[0][0], ListOp::Replace(h) if h.key().as_str() == "50"));
     }
 }
