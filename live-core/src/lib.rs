@@ -79,6 +79,8 @@
 
 #![warn(missing_docs)]
 
+#[cfg(feature = "nats")]
+mod bus;
 mod diff;
 mod fanout;
 pub mod postgres;

@@ -18,7 +18,10 @@ use maud::{DOCTYPE, Markup, PreEscaped, html};
 use sqlx::PgPool;
 
 use crate::fanout::{Fanout, FanoutLimits};
-use crate::replication::{ListenerStatus, SyncConfig, SyncError, run_listener, setup};
+use crate::replication::apply::Applier;
+use crate::replication::{
+    BusConfig, ListenerStatus, LocalSink, Sink, SyncConfig, SyncError, run_listener, setup,
+};
 use crate::session::{JoinRequest, ViewSpawner};
 use crate::token::{
     SESSION_COOKIE, Session, SessionCookie, Signer, ViewToken, session_from_headers,
@@ -193,6 +196,8 @@ pub(crate) struct SyncRuntime {
     pub stop: Arc<AtomicBool>,
     started: AtomicBool,
     task: std::sync::Mutex<Option<tokio::task::JoinHandle<()>>>,
+    /// The bus consumer (several nodes).
+    consumer: std::sync::Mutex<Option<tokio::task::JoinHandle<()>>>,
 }
 
 /// The shared runtime behind [`Live`].
@@ -390,14 +395,68 @@ impl<S: Clone + Send + Sync + 'static> Live<S> {
             sync.started.store(false, Ordering::Release);
             return Err(e.into());
         }
+        let applier = Applier::new(&sync.config.slot, sync.config.max_transaction_bytes);
+        let sink: Box<dyn Sink> = match &sync.config.bus {
+            None => Box::new(LocalSink {
+                applier,
+                fanout: sync.fanout.clone(),
+                status: sync.status.clone(),
+            }),
+            Some(bus) => match self.start_bus(sync, bus, applier).await {
+                Ok(sink) => sink,
+                Err(e) => {
+                    sync.started.store(false, Ordering::Release);
+                    return Err(e);
+                }
+            },
+        };
         let task = tokio::spawn(run_listener(
             sync.config.clone(),
-            sync.fanout.clone(),
+            sink,
             sync.status.clone(),
             sync.stop.clone(),
+            Some(pool.clone()),
         ));
         *sync.task.lock().unwrap_or_else(|p| p.into_inner()) = Some(task);
         Ok(())
+    }
+
+    /// Connects to the bus and starts this node's consumer (which feeds the fan-out from
+    /// now on); returns the leader's publisher.
+    #[cfg(feature = "nats")]
+    async fn start_bus(
+        &self,
+        sync: &SyncRuntime,
+        bus: &BusConfig,
+        applier: Applier,
+    ) -> Result<Box<dyn Sink>, LiveError> {
+        let connected = crate::bus::Bus::connect(bus, &sync.config.slot)
+            .await
+            .map_err(|e| LiveError::Sync(SyncError::Bus(e.to_string())))?;
+        let consumer = crate::bus::start_consumer(
+            connected.clone(),
+            applier,
+            sync.fanout.clone(),
+            sync.status.clone(),
+            sync.stop.clone(),
+            sync.config.max_transaction_bytes,
+        )
+        .await
+        .map_err(|e| LiveError::Sync(SyncError::Bus(e.to_string())))?;
+        *sync.consumer.lock().unwrap_or_else(|p| p.into_inner()) = Some(consumer);
+        Ok(Box::new(crate::bus::Publisher::new(connected)))
+    }
+
+    #[cfg(not(feature = "nats"))]
+    async fn start_bus(
+        &self,
+        _sync: &SyncRuntime,
+        _bus: &BusConfig,
+        _applier: Applier,
+    ) -> Result<Box<dyn Sink>, LiveError> {
+        Err(LiveError::Config(
+            "SyncConfig::bus needs live-core's `nats` feature".into(),
+        ))
     }
 
     /// Stops serving live views: every websocket is closed with code 1012 (the client
@@ -413,6 +472,14 @@ impl<S: Clone + Send + Sync + 'static> Live<S> {
         let task = sync.task.lock().unwrap_or_else(|p| p.into_inner()).take();
         if let Some(task) = task {
             let _ = tokio::time::timeout(Duration::from_secs(5), task).await;
+        }
+        let consumer = sync
+            .consumer
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .take();
+        if let Some(consumer) = consumer {
+            let _ = tokio::time::timeout(Duration::from_secs(1), consumer).await;
         }
     }
 
@@ -588,6 +655,7 @@ impl<S: Clone + Send + Sync + 'static> LiveBuilder<S> {
             stop: Arc::new(AtomicBool::new(false)),
             started: AtomicBool::new(false),
             task: std::sync::Mutex::new(None),
+            consumer: std::sync::Mutex::new(None),
         });
         Ok(Live {
             rt: Arc::new(Runtime {

@@ -16,8 +16,10 @@
 //! `pgwire-replication` speaks the replication protocol (sqlx cannot); this module adds the
 //! pgoutput decoder ([`pgoutput`]), the value decoder ([`value`]) and the reconnect loop.
 
+pub(crate) mod apply;
 pub(crate) mod change;
 pub mod pgoutput;
+pub(crate) mod raw;
 pub(crate) mod setup;
 pub mod value;
 
@@ -26,16 +28,17 @@ pub(crate) mod faults;
 
 use std::collections::HashMap;
 use std::sync::Arc;
-use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU8, AtomicU64, Ordering};
 use std::time::Duration;
 
+use futures_util::future::BoxFuture;
 use pgwire_replication::{Lsn, ReplicationClient, ReplicationConfig, ReplicationEvent, TlsConfig};
 use tracing::Instrument;
 
 use crate::fanout::Fanout;
-use change::{ChangeKind, RowChange, TxnBuilder, fill_unchanged_from_old};
+use apply::Applier;
 pub use change::{TxnMark, mark_transaction};
-use pgoutput::{Message, Relation};
+use raw::{RawBuilder, RawTxn};
 
 pub use setup::slot_lag_bytes;
 
@@ -63,6 +66,42 @@ pub struct SyncConfig {
     pub max_transaction_bytes: usize,
     /// How often the listener reports its position to the server (default 1 s).
     pub status_interval: Duration,
+    /// Several app nodes: the bus the slot's leader publishes transactions to (default none:
+    /// one node). Needs the crate feature `nats`.
+    pub bus: Option<BusConfig>,
+}
+
+/// The bus of several app nodes: a NATS server with JetStream (`nats-server -js`).
+///
+/// ```
+/// use live_core::replication::BusConfig;
+/// let bus = BusConfig::new("nats://127.0.0.1:4222");
+/// assert_eq!(bus.max_age, std::time::Duration::from_secs(3600));
+/// ```
+#[derive(Debug, Clone)]
+#[non_exhaustive]
+pub struct BusConfig {
+    /// The NATS server (`nats://host:port`).
+    pub nats_url: String,
+    /// The JetStream stream (default `LIVE_<SLOT>`).
+    pub stream: Option<String>,
+    /// How long the stream keeps transactions (default 1 h). A node that is behind by more
+    /// reloads its views.
+    pub max_age: Duration,
+    /// Bytes the stream keeps at most (default 1 GiB; the oldest go first).
+    pub max_bytes: i64,
+}
+
+impl BusConfig {
+    /// Defaults for the NATS server at `nats_url`.
+    pub fn new(nats_url: impl Into<String>) -> Self {
+        BusConfig {
+            nats_url: nats_url.into(),
+            stream: None,
+            max_age: Duration::from_secs(3600),
+            max_bytes: 1 << 30,
+        }
+    }
 }
 
 impl SyncConfig {
@@ -75,7 +114,21 @@ impl SyncConfig {
             create_slot: true,
             max_transaction_bytes: 64 << 20,
             status_interval: Duration::from_secs(1),
+            bus: None,
         }
+    }
+
+    /// Runs several app nodes on this database through the NATS server at `nats_url` (see
+    /// [`BusConfig`]).
+    ///
+    /// ```
+    /// use live_core::SyncConfig;
+    /// let cfg = SyncConfig::new("postgres://postgres@127.0.0.1/app").nats("nats://127.0.0.1:4222");
+    /// assert!(cfg.bus.is_some());
+    /// ```
+    pub fn nats(mut self, nats_url: impl Into<String>) -> Self {
+        self.bus = Some(BusConfig::new(nats_url));
+        self
     }
 
     /// Sets the slot name.
@@ -103,19 +156,80 @@ pub enum SyncError {
     /// A query failed.
     #[error("database error: {0}")]
     Db(#[from] sqlx::Error),
+    /// The bus (several nodes) cannot start.
+    #[error("bus: {0}")]
+    Bus(String),
+}
+
+/// A node's part in streaming the slot.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize)]
+#[serde(rename_all = "lowercase")]
+#[non_exhaustive]
+pub enum Role {
+    /// Not streaming yet.
+    Starting,
+    /// This node streams the slot (with a bus: and publishes every transaction).
+    Leader,
+    /// Another session streams the slot; this node waits to take over (with a bus: and
+    /// receives every transaction from it).
+    Standby,
 }
 
 /// Live figures of the listener.
+///
+/// ```
+/// use live_core::replication::{ListenerStatus, Role};
+/// let status = ListenerStatus::default();
+/// assert_eq!(status.role(), Role::Starting);
+/// assert!(!status.connected());
+/// ```
 #[derive(Debug, Default)]
 pub struct ListenerStatus {
     connected: AtomicBool,
+    role: AtomicU8,
     reconnects: AtomicU64,
     transactions: AtomicU64,
     rows: AtomicU64,
     last_lsn: AtomicU64,
+    bus_pending: AtomicU64,
 }
 
 impl ListenerStatus {
+    /// Whether this node streams the slot, waits for it, or neither yet.
+    pub fn role(&self) -> Role {
+        match self.role.load(Ordering::Acquire) {
+            1 => Role::Leader,
+            2 => Role::Standby,
+            _ => Role::Starting,
+        }
+    }
+
+    /// Sets the role; returns whether it changed.
+    fn set_role(&self, role: Role) -> bool {
+        let v = match role {
+            Role::Starting => 0,
+            Role::Leader => 1,
+            Role::Standby => 2,
+        };
+        self.role.swap(v, Ordering::AcqRel) != v
+    }
+
+    /// Transactions published on the bus that this node has not received yet (0 without a
+    /// bus).
+    pub fn bus_pending(&self) -> u64 {
+        self.bus_pending.load(Ordering::Relaxed)
+    }
+
+    #[cfg_attr(not(feature = "nats"), allow(dead_code))]
+    pub(crate) fn set_bus_pending(&self, n: u64) {
+        self.bus_pending.store(n, Ordering::Relaxed);
+    }
+
+    #[cfg_attr(not(feature = "nats"), allow(dead_code))]
+    pub(crate) fn count_transaction(&self) {
+        self.transactions.fetch_add(1, Ordering::Relaxed);
+    }
+
     /// Whether the replication stream is up.
     pub fn connected(&self) -> bool {
         self.connected.load(Ordering::Acquire)
@@ -211,12 +325,66 @@ pub(crate) fn parse_target(database_url: &str) -> Result<Target, SyncError> {
 /// Session settings pinned on the replication connection.
 const PINNED_SETTINGS: &str = "-c DateStyle=ISO,MDY -c TimeZone=UTC -c extra_float_digits=3 -c bytea_output=hex -c IntervalStyle=postgres";
 
+/// Why a committed transaction could not be handed on (the bus refused it): the listener
+/// acknowledges nothing, gives the slot up and streams again.
+#[derive(Debug, Clone, thiserror::Error)]
+#[error("{0}")]
+pub(crate) struct SinkError(pub String);
+
+/// Where the slot's committed transactions go: this node's fan-out, or the bus.
+pub(crate) trait Sink: Send {
+    /// Hands on `raw`; the listener acknowledges its LSN once this returns `Ok`.
+    fn commit<'a>(&'a mut self, raw: RawTxn) -> BoxFuture<'a, Result<(), SinkError>>;
+}
+
+/// One node: transactions go straight to this node's fan-out.
+pub(crate) struct LocalSink {
+    pub applier: Applier,
+    pub fanout: Arc<Fanout>,
+    pub status: Arc<ListenerStatus>,
+}
+
+impl Sink for LocalSink {
+    fn commit<'a>(&'a mut self, raw: RawTxn) -> BoxFuture<'a, Result<(), SinkError>> {
+        self.applier.apply(&raw, &self.fanout, &self.status);
+        Box::pin(std::future::ready(Ok(())))
+    }
+}
+
+/// Backoff of a standby between looks at the slot: 100 ms doubling to 1 s, each with jitter
+/// (50–100 %), so standbys do not try in step and one takes over within about a second.
+fn standby_delay(attempt: u32) -> Duration {
+    let base = 100u64.saturating_mul(1 << attempt.min(4)).min(1000);
+    let jitter = u64::from(crate::token::random_bytes(1)[0]);
+    Duration::from_millis(base / 2 + base * jitter / 512)
+}
+
+/// Whether another session streams the slot (`None`: cannot tell).
+async fn slot_active(pool: &sqlx::PgPool, slot: &str) -> Option<bool> {
+    sqlx::query_scalar::<_, bool>("SELECT active FROM pg_replication_slots WHERE slot_name = $1")
+        .bind(slot)
+        .fetch_optional(pool)
+        .await
+        .ok()
+        .flatten()
+}
+
+fn is_slot_taken(e: &pgwire_replication::PgWireError) -> bool {
+    let m = e.to_string();
+    m.contains("is active for PID") || m.contains("55006")
+}
+
 /// Runs the listener until `stop` is set, reconnecting on every error.
+///
+/// While another session streams the slot (another node), this node is a standby: it looks
+/// at `pg_replication_slots` with backoff and jitter, logs once, and takes the slot when it is
+/// free.
 pub(crate) async fn run_listener(
     config: SyncConfig,
-    fanout: Arc<Fanout>,
+    mut sink: Box<dyn Sink>,
     status: Arc<ListenerStatus>,
     stop: Arc<AtomicBool>,
+    pool: Option<sqlx::PgPool>,
 ) {
     let target = match parse_target(&config.database_url) {
         Ok(t) => t,
@@ -227,17 +395,26 @@ pub(crate) async fn run_listener(
     };
     let mut state = StreamState::default();
     let mut backoff = Duration::from_millis(100);
+    let mut standby_attempt = 0u32;
     while !stop.load(Ordering::Acquire) {
+        if let Some(pool) = &pool
+            && slot_active(pool, &config.slot).await == Some(true)
+        {
+            enter_standby(&status, &config);
+            tokio::time::sleep(standby_delay(standby_attempt)).await;
+            standby_attempt += 1;
+            continue;
+        }
         let span = tracing::info_span!("replication", slot = %config.slot);
-        let mut connected = false;
+        let mut streamed = false;
         let result = stream_once(
             &config,
             &target,
-            &fanout,
+            sink.as_mut(),
             &status,
             &mut state,
             &stop,
-            &mut connected,
+            &mut streamed,
         )
         .instrument(span)
         .await;
@@ -245,7 +422,19 @@ pub(crate) async fn run_listener(
         if stop.load(Ordering::Acquire) {
             break;
         }
-        if connected {
+        match &result {
+            Err(StreamError::Pg(e)) if !streamed && is_slot_taken(e) => {
+                // Another node took the slot first.
+                enter_standby(&status, &config);
+                tokio::time::sleep(standby_delay(standby_attempt)).await;
+                standby_attempt += 1;
+                continue;
+            }
+            _ => {}
+        }
+        standby_attempt = 0;
+        // The backoff starts again only after a stream that really delivered.
+        if streamed {
             backoff = Duration::from_millis(100);
         }
         if let Err(e) = result {
@@ -255,27 +444,49 @@ pub(crate) async fn run_listener(
         tokio::time::sleep(backoff).await;
         backoff = (backoff * 2).min(Duration::from_secs(5));
     }
+    status.set_role(Role::Starting);
+}
+
+fn enter_standby(status: &ListenerStatus, config: &SyncConfig) {
+    if status.set_role(Role::Standby) {
+        if config.bus.is_some() {
+            tracing::info!(slot = %config.slot, "standby: another node streams the slot; this node receives its transactions on the bus and takes over when it is free");
+        } else {
+            tracing::error!(slot = %config.slot, "another session streams the slot and no bus is configured: this node's views will not update until it takes the slot (run several nodes with a bus: SyncConfig::nats)");
+        }
+    }
+}
+
+/// Why one replication session ended.
+#[derive(Debug, thiserror::Error)]
+enum StreamError {
+    #[error(transparent)]
+    Pg(#[from] pgwire_replication::PgWireError),
+    #[error("the bus refused a transaction: {0}")]
+    Sink(#[from] SinkError),
 }
 
 /// What survives reconnects.
 #[derive(Default)]
 struct StreamState {
-    relations: HashMap<u32, Arc<Relation>>,
+    /// The session's Relation messages by id (a node reading the bus needs them).
+    relations: HashMap<u32, Vec<u8>>,
     last_dispatched: u64,
     /// A message outside a transaction did not decode: the next transaction reloads all.
     reload_all_next: bool,
 }
 
-/// One replication session, until an error or `stop`. Sets `connected` once the stream is up.
+/// One replication session, until an error or `stop`. Sets `streamed` once the server
+/// accepted the stream (this node holds the slot).
 async fn stream_once(
     config: &SyncConfig,
     target: &Target,
-    fanout: &Fanout,
+    sink: &mut dyn Sink,
     status: &ListenerStatus,
     state: &mut StreamState,
     stop: &AtomicBool,
-    connected: &mut bool,
-) -> Result<(), pgwire_replication::PgWireError> {
+    streamed: &mut bool,
+) -> Result<(), StreamError> {
     let mut cfg = ReplicationConfig::new(
         target.host.clone(),
         target.user.clone(),
@@ -294,10 +505,15 @@ async fn stream_once(
         cfg = cfg.with_start_lsn(Lsn::from_u64(state.last_dispatched));
     }
     let mut client = ReplicationClient::connect(cfg).await?;
+    client.wait_started().await?;
     status.connected.store(true, Ordering::Release);
-    *connected = true;
-    tracing::info!("replication stream connected");
-    let mut builder: Option<TxnBuilder> = None;
+    *streamed = true;
+    if status.set_role(Role::Leader) {
+        tracing::info!("leader: this node streams the slot");
+    } else {
+        tracing::info!("replication stream connected");
+    }
+    let mut builder: Option<RawBuilder> = None;
     let mut last_acked = state.last_dispatched;
     loop {
         if stop.load(Ordering::Acquire) {
@@ -311,35 +527,21 @@ async fn stream_once(
         let Some(ev) = ev else {
             return Err(pgwire_replication::PgWireError::Protocol(
                 "replication stream closed".into(),
-            ));
+            )
+            .into());
         };
         match ev {
             ReplicationEvent::Begin { xid, .. } => {
-                let mut b = TxnBuilder::new(xid, config.max_transaction_bytes);
+                let mut b = RawBuilder::new(xid, config.max_transaction_bytes);
                 if std::mem::take(&mut state.reload_all_next) {
                     b.reload_all();
                 }
                 builder = Some(b);
             }
-            ReplicationEvent::XLogData { data, .. } => {
-                let decoded = pgoutput::decode(&data);
-                #[cfg(feature = "testing")]
-                let decoded = decoded.and_then(|m| faults::inject(&config.slot, m));
-                let msg = match decoded {
-                    Ok(m) => m,
-                    Err(e) => {
-                        // Its rows cannot be routed: every view of every watched table
-                        // reloads once this transaction commits. Never a silent skip.
-                        tracing::error!(error = %e, "a pgoutput message did not decode; every view reloads");
-                        match builder.as_mut() {
-                            Some(b) => b.reload_all(),
-                            None => state.reload_all_next = true,
-                        }
-                        continue;
-                    }
-                };
-                handle_message(msg, state, fanout, status, builder.as_mut());
-            }
+            ReplicationEvent::XLogData { data, .. } => match builder.as_mut() {
+                Some(b) => b.push(data.to_vec(), &mut state.relations),
+                None => outside_transaction(&data, state),
+            },
             ReplicationEvent::Commit {
                 end_lsn,
                 commit_time_micros,
@@ -348,24 +550,12 @@ async fn stream_once(
                 let Some(b) = builder.take() else { continue };
                 let end = end_lsn.as_u64();
                 if end <= state.last_dispatched {
-                    // Already dispatched before a reconnect.
+                    // Already handed on before a reconnect.
                     continue;
                 }
-                let quiet = b.is_quiet();
-                let txn = b.finish(end, commit_time_micros);
-                if quiet {
-                    tracing::debug!(
-                        xid = txn.xid,
-                        changes = txn.changes.len(),
-                        "a quiet transaction"
-                    );
-                } else if !txn.changes.is_empty() || !txn.reload_tables.is_empty() || txn.reload_all
-                {
-                    fanout.dispatch(txn);
-                    status.transactions.fetch_add(1, Ordering::Relaxed);
-                }
+                let raw = b.finish(end, commit_time_micros, &state.relations);
+                sink.commit(raw).await?;
                 state.last_dispatched = end;
-                status.last_lsn.store(end, Ordering::Release);
                 client.update_applied_lsn(end_lsn);
                 last_acked = end;
             }
@@ -402,118 +592,19 @@ async fn stream_once(
     }
 }
 
-/// A row change as it arrives, before the listener knows whether its table is watched.
-struct Incoming {
-    rel: u32,
-    kind: ChangeKind,
-    new: Option<pgoutput::Tuple>,
-    old: Option<pgoutput::Tuple>,
-    old_is_full: bool,
-}
-
-fn handle_message(
-    msg: Message,
-    state: &mut StreamState,
-    fanout: &Fanout,
-    status: &ListenerStatus,
-    builder: Option<&mut TxnBuilder>,
-) {
-    let change = match msg {
-        Message::Relation(rel) => {
-            let changed = state
-                .relations
-                .get(&rel.id)
-                .is_some_and(|old| old.columns != rel.columns || old.name != rel.name);
-            if changed {
-                tracing::info!(table = %rel.name, "table definition changed; its views reload");
-                if let Some(b) = builder {
-                    b.reload(&rel);
-                }
-            }
-            state.relations.insert(rel.id, rel);
-            return;
+/// A pgoutput message outside any transaction: a Relation is kept for the next ones; one
+/// that does not decode makes the next transaction reload every view.
+fn outside_transaction(data: &[u8], state: &mut StreamState) {
+    match pgoutput::decode(data) {
+        Ok(pgoutput::Message::Relation(rel)) => {
+            state.relations.insert(rel.id, data.to_vec());
         }
-        Message::Truncate { rels } => {
-            if let Some(b) = builder {
-                for rel in rels {
-                    match state.relations.get(&rel) {
-                        Some(r) => b.reload(r),
-                        None => reload_unknown(b, rel),
-                    }
-                }
-            }
-            return;
-        }
-        Message::Type { .. } | Message::Other(_) => return,
-        Message::Insert { rel, new } => Incoming {
-            rel,
-            kind: ChangeKind::Insert,
-            new: Some(new),
-            old: None,
-            old_is_full: false,
-        },
-        Message::Update {
-            rel,
-            old,
-            old_is_full,
-            mut new,
-        } => {
-            fill_unchanged_from_old(&mut new, old.as_ref(), old_is_full);
-            Incoming {
-                rel,
-                kind: ChangeKind::Update,
-                new: Some(new),
-                old,
-                old_is_full,
-            }
-        }
-        Message::Delete {
-            rel,
-            old,
-            old_is_full,
-        } => Incoming {
-            rel,
-            kind: ChangeKind::Delete,
-            new: None,
-            old: Some(old),
-            old_is_full,
-        },
-    };
-    status.rows.fetch_add(1, Ordering::Relaxed);
-    let Some(b) = builder else { return };
-    let Some(r) = state.relations.get(&change.rel) else {
-        return reload_unknown(b, change.rel);
-    };
-    // The id column of a watched table (no type watches it: skip the row).
-    let Some(id_column) = fanout.id_column(&r.schema, &r.name) else {
-        return;
-    };
-    match r.column_index(id_column) {
-        Some(id) => b.push(
-            id,
-            RowChange::new(
-                r.clone(),
-                change.kind,
-                change.new,
-                change.old,
-                change.old_is_full,
-            ),
-        ),
-        None => {
-            tracing::error!(table = %r.name, "a watched table has no id column; its views reload");
-            b.reload(r);
+        Ok(_) => {}
+        Err(e) => {
+            tracing::error!(error = %e, "a pgoutput message did not decode; every view reloads");
+            state.reload_all_next = true;
         }
     }
-}
-
-/// A change on a relation the listener has no description of cannot be routed (its Relation
-/// message was lost or did not decode): every view reloads.
-fn reload_unknown(b: &mut TxnBuilder, rel: u32) {
-    tracing::error!(
-        relation = rel,
-        "a change on a relation the listener does not know; every view reloads"
-    );
-    b.reload_all();
 }
 
 #[cfg(test)]
