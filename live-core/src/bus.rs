@@ -58,6 +58,9 @@ pub(crate) struct Bus {
     client: async_nats::Client,
     stream: String,
     subject: String,
+    /// Counts the client's (re)connections: after a server restart the consumer is created
+    /// again at once rather than when its pull request times out.
+    connects: tokio::sync::watch::Receiver<u64>,
 }
 
 /// The stream and subject of a slot (`LIVE_<SLOT>`, `live.<slot>.txn`).
@@ -76,9 +79,22 @@ fn names(cfg: &BusConfig, slot: &str) -> (String, String) {
 impl Bus {
     /// Connects and opens (or creates) the slot's stream.
     pub(crate) async fn connect(cfg: &BusConfig, slot: &str) -> Result<Bus, BusError> {
+        let (connects_tx, connects) = tokio::sync::watch::channel(0u64);
         let client = async_nats::ConnectOptions::new()
             .name("live-core")
             .connection_timeout(Duration::from_secs(5))
+            .event_callback(move |event| {
+                let tx = connects_tx.clone();
+                async move {
+                    match event {
+                        async_nats::Event::Connected => tx.send_modify(|n| *n += 1),
+                        async_nats::Event::Disconnected => {
+                            tracing::warn!("bus: disconnected from NATS; reconnecting")
+                        }
+                        other => tracing::debug!(event = %other, "bus event"),
+                    }
+                }
+            })
             .connect(cfg.nats_url.as_str())
             .await
             .map_err(|e| BusError::Connect {
@@ -104,6 +120,7 @@ impl Bus {
             client,
             stream,
             subject,
+            connects,
         })
     }
 
@@ -247,31 +264,31 @@ impl Parts {
     }
 }
 
-/// Creates the node's consumer of the stream, from the next message on (`start`: a stream
-/// sequence to resume from).
+/// Creates the node's consumer of the stream from sequence `start` on (`None`: after the
+/// stream's last message); returns it and the sequence before its first message.
 async fn consumer(
     bus: &Bus,
     start: Option<u64>,
-) -> Result<consumer::Consumer<consumer::pull::OrderedConfig>, BusError> {
+) -> Result<(consumer::Consumer<consumer::pull::OrderedConfig>, u64), BusError> {
     let stream = bus
         .js
         .get_stream(bus.stream.clone())
         .await
         .map_err(|e| BusError::JetStream(e.to_string()))?;
-    let deliver_policy = match start {
-        Some(seq) => consumer::DeliverPolicy::ByStartSequence {
-            start_sequence: seq,
-        },
-        None => consumer::DeliverPolicy::New,
-    };
-    stream
+    let start = start.unwrap_or(stream.cached_info().state.last_sequence + 1);
+    let c = stream
         .create_consumer(consumer::pull::OrderedConfig {
-            deliver_policy,
+            deliver_policy: consumer::DeliverPolicy::ByStartSequence {
+                start_sequence: start,
+            },
             filter_subject: bus.subject.clone(),
+            // A lost consumer is noticed within seconds, not the default 30 s pull expiry.
+            max_expires: Duration::from_secs(5),
             ..Default::default()
         })
         .await
-        .map_err(|e| BusError::JetStream(e.to_string()))
+        .map_err(|e| BusError::JetStream(e.to_string()))?;
+    Ok((c, start - 1))
 }
 
 /// Starts this node's consumer; returns once it receives every message published from now
@@ -284,18 +301,19 @@ pub(crate) async fn start_consumer(
     stop: Arc<AtomicBool>,
     max_transaction_bytes: usize,
 ) -> Result<tokio::task::JoinHandle<()>, BusError> {
-    let first = consumer(&bus, None).await?;
+    let (first, mut last_seq) = consumer(&bus, None).await?;
+    let mut connects = bus.connects.clone();
+    connects.mark_unchanged();
     let task = tokio::spawn(async move {
         let mut current = Some(first);
-        let mut last_seq: u64 = 0;
         let mut parts = Parts::default();
         let mut delay = Duration::from_millis(100);
         let cap = max_transaction_bytes.saturating_mul(2).max(1 << 20);
         while !stop.load(Ordering::Acquire) {
             let c = match current.take() {
                 Some(c) => c,
-                None => match consumer(&bus, (last_seq > 0).then_some(last_seq + 1)).await {
-                    Ok(c) => c,
+                None => match consumer(&bus, Some(last_seq + 1)).await {
+                    Ok((c, _)) => c,
                     Err(e) => {
                         tracing::warn!(error = %e, "bus consumer: cannot resume; retrying");
                         tokio::time::sleep(delay).await;
@@ -316,6 +334,12 @@ pub(crate) async fn start_consumer(
             loop {
                 let next = tokio::select! {
                     m = messages.next() => m,
+                    _ = connects.changed() => {
+                        // Reconnected (the server may have restarted): a new consumer from
+                        // the next sequence.
+                        tracing::info!(last_seq, "bus: reconnected; resuming the stream");
+                        break;
+                    }
                     _ = tokio::time::sleep(Duration::from_millis(500)) => {
                         if stop.load(Ordering::Acquire) { return; }
                         continue;
@@ -335,7 +359,7 @@ pub(crate) async fn start_consumer(
                 };
                 status.set_bus_pending(pending);
                 if seq > 0 {
-                    if last_seq > 0 && seq != last_seq + 1 {
+                    if seq != last_seq + 1 {
                         if seq <= last_seq {
                             // The stream was created again (its sequence restarted), or a
                             // redelivery: whatever it holds, views reload.
@@ -361,7 +385,7 @@ pub(crate) async fn start_consumer(
                     }
                 }
             }
-            tracing::info!("bus consumer: message stream ended; resuming");
+            tracing::debug!("bus consumer: message stream ended; resuming");
         }
     });
     Ok(task)

@@ -101,8 +101,8 @@ pub use maud::{DOCTYPE, Markup, PreEscaped, html};
 pub use render::{Keyed, keyed};
 pub use replication::{ListenerStatus, SyncConfig, SyncError, TxnMark, mark_transaction};
 pub use router::{
-    ChangesBuilder, Live, LiveBuilder, LiveConfig, LiveError, Page, RouterExt, ServeConfig, serve,
-    serve_until, serve_with, shutdown_signal,
+    ChangesBuilder, Health, Live, LiveBuilder, LiveConfig, LiveError, Page, RouterExt, ServeConfig,
+    serve, serve_until, serve_with, shutdown_signal,
 };
 pub use token::{Session, TokenError};
 pub use view::{

@@ -143,6 +143,33 @@ pub async fn start_with(db: &TestDb, config: LiveConfig) -> (std::net::SocketAdd
     (crate::serve(app).await, live)
 }
 
+/// Starts the items app as one node of several: its own pool on `db_url`, the shared
+/// `slot`, the bus at `nats_url`, and `/live/health`.
+pub async fn start_node(
+    db_url: &str,
+    slot: &str,
+    nats_url: &str,
+) -> Result<(std::net::SocketAddr, Live<()>), String> {
+    let pool = sqlx::postgres::PgPoolOptions::new()
+        .max_connections(10)
+        .connect(db_url)
+        .await
+        .map_err(|e| e.to_string())?;
+    let live = Live::builder(())
+        .config(LiveConfig::new(SECRET.to_vec()))
+        .pool(pool)
+        .sync(SyncConfig::new(db_url).slot(slot).nats(nats_url))
+        .build()
+        .map_err(|e| e.to_string())?;
+    let app = Router::new()
+        .live_view::<ItemsView>("/lists/{id}", &live)
+        .live_view::<ItemsDView>("/d/{id}", &live)
+        .merge(live.router())
+        .merge(live.health_route("/live/health"));
+    live.listen().await.map_err(|e| e.to_string())?;
+    Ok((crate::serve(app).await, live))
+}
+
 /// The rows a list view shows, parsed from its HTML: `(id, title)`, in order.
 pub fn rows(html: &str) -> Vec<(i64, String)> {
     let mut out = Vec::new();

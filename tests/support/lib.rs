@@ -20,6 +20,8 @@ use tokio_tungstenite::{MaybeTlsStream, WebSocketStream};
 pub mod browser;
 pub mod faults;
 pub mod items;
+pub mod nats;
+pub mod node;
 
 /// The secret key of test apps.
 pub const SECRET: &[u8] = b"test-secret-key-0123456789abcdef0123456789";

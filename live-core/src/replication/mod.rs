@@ -419,6 +419,10 @@ pub(crate) async fn run_listener(
         .instrument(span)
         .await;
         status.connected.store(false, Ordering::Release);
+        if streamed {
+            // No longer streaming: not the leader until the slot is taken again.
+            status.set_role(Role::Starting);
+        }
         if stop.load(Ordering::Acquire) {
             break;
         }

@@ -8,6 +8,9 @@
 //! strings): the payload is pgoutput bytes already, and a general serializer would add a
 //! dependency or, for JSON, a third to the size.
 
+// The encoding is used by the bus only (feature `nats`); its tests run either way.
+#![cfg_attr(not(feature = "nats"), allow(dead_code))]
+
 use std::collections::{HashMap, HashSet};
 
 use super::change::TxnMark;

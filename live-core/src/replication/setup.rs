@@ -177,11 +177,16 @@ async fn ensure_slot(pool: &PgPool, config: &SyncConfig) -> Result<(), SyncError
             Ok(())
         }
         None if config.create_slot => {
-            sqlx::query("SELECT pg_create_logical_replication_slot($1, 'pgoutput')")
+            let created = sqlx::query("SELECT pg_create_logical_replication_slot($1, 'pgoutput')")
                 .bind(&config.slot)
                 .execute(pool)
-                .await?;
-            tracing::info!(slot = %config.slot, "created the replication slot");
+                .await;
+            match created {
+                Ok(_) => tracing::info!(slot = %config.slot, "created the replication slot"),
+                // Another node created it at the same moment.
+                Err(sqlx::Error::Database(e)) if e.code().as_deref() == Some("42710") => {}
+                Err(e) => return Err(e.into()),
+            }
             Ok(())
         }
         None => Err(setup(format!(
