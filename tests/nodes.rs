@@ -12,6 +12,10 @@ use live_tests::nats::NatsServer;
 use live_tests::node::{NodeProc, node_main};
 use live_tests::{TestDb, WsClient, get, page_token, with_cluster};
 
+/// The tests of this binary share one Postgres cluster, and one of them restarts it: they
+/// run one at a time.
+static SERIAL: tokio::sync::Mutex<()> = tokio::sync::Mutex::const_new(());
+
 /// A list view: its path, its client, its topic.
 type ListView = (String, WsClient, String);
 
@@ -69,6 +73,7 @@ fn noisy(log: &[String]) -> Vec<String> {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn three_nodes_see_every_psql_change_and_one_streams_the_slot() {
+    let _serial = SERIAL.lock().await;
     let nats = NatsServer::start();
     let db = TestDb::new(SCHEMA).await;
     let slot = format!("slot_{}", db.name);
@@ -106,6 +111,23 @@ async fn three_nodes_see_every_psql_change_and_one_streams_the_slot() {
     );
     assert_views_match_db(&db, &mut views).await;
 
+    // A broadcast from one node reaches the views subscribed to its topic on every node,
+    // and no other view.
+    let (status, body) = get(nodes[1].addr, "/broadcast/2/hello-from-n1").await;
+    assert_eq!((status, body.as_str()), (200, "sent"));
+    let notice = |h: &str| h.contains("<p class=\"notice\">hello-from-n1</p>");
+    for subscribed in [true, false] {
+        // The subscribed views first; then the others, given time to (wrongly) get it.
+        for (path, client, topic) in views.iter_mut() {
+            if path.ends_with("/2") != subscribed {
+                continue;
+            }
+            let wait = Duration::from_millis(if subscribed { 5000 } else { 200 });
+            let got = client.wait_html(topic, wait, notice).await;
+            assert_eq!(got, subscribed, "{path}: {}", client.html(topic));
+        }
+    }
+
     // Every node applied every transaction (the leader through the bus too).
     for n in &nodes {
         let h = n.health().await.expect("health");
@@ -132,6 +154,7 @@ async fn three_nodes_see_every_psql_change_and_one_streams_the_slot() {
 /// equals the database, and at no sampled moment do two sessions stream the slot.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn failover_bus_and_postgres_restarts_during_writes_lose_nothing() {
+    let _serial = SERIAL.lock().await;
     let mut nats = NatsServer::start();
     let db = TestDb::new(SCHEMA).await;
     let slot = format!("slot_{}", db.name);
@@ -217,6 +240,7 @@ async fn failover_bus_and_postgres_restarts_during_writes_lose_nothing() {
 /// correct page.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_rolling_deploy_loses_no_change() {
+    let _serial = SERIAL.lock().await;
     let nats = NatsServer::start();
     let db = TestDb::new(SCHEMA).await;
     let slot = format!("slot_{}", db.name);

@@ -28,6 +28,7 @@ use futures_util::StreamExt;
 use futures_util::future::BoxFuture;
 
 use crate::fanout::Fanout;
+use crate::pubsub::Topics;
 use crate::replication::apply::Applier;
 use crate::replication::raw::RawTxn;
 use crate::replication::{BusConfig, ListenerStatus, Sink, SinkError};
@@ -389,6 +390,60 @@ pub(crate) async fn start_consumer(
         }
     });
     Ok(task)
+}
+
+/// Carries this node's broadcasts to every node (this one too): publishes on
+/// `live.<slot>.bcast` with the topic in a header, and delivers what arrives to the node's
+/// subscribed views.
+pub(crate) async fn start_broadcasts(
+    bus: &Bus,
+    topics: Arc<Topics>,
+    stop: Arc<AtomicBool>,
+) -> Result<(), BusError> {
+    let subject = bus.subject.replace(".txn", ".bcast");
+    let mut sub = bus
+        .client
+        .subscribe(subject.clone())
+        .await
+        .map_err(|e| BusError::JetStream(format!("subscribe to broadcasts: {e}")))?;
+    let local = topics.clone();
+    tokio::spawn(async move {
+        loop {
+            let next = tokio::select! {
+                m = sub.next() => m,
+                _ = tokio::time::sleep(Duration::from_millis(500)) => {
+                    if stop.load(Ordering::Acquire) { return; }
+                    continue;
+                }
+            };
+            let Some(msg) = next else { return };
+            let topic = msg
+                .headers
+                .as_ref()
+                .and_then(|h| h.get("Live-Topic"))
+                .map(|v| v.as_str().to_string());
+            match topic {
+                Some(t) => {
+                    local.deliver_local(&t, &msg.payload);
+                }
+                None => tracing::warn!("a broadcast without a topic; dropped"),
+            }
+        }
+    });
+    let client = bus.client.clone();
+    topics.set_publish(Arc::new(move |topic: String, payload: Vec<u8>| {
+        let client = client.clone();
+        let subject = subject.clone();
+        Box::pin(async move {
+            let mut headers = HeaderMap::new();
+            headers.insert("Live-Topic", topic.as_str());
+            client
+                .publish_with_headers(subject, headers, payload.into())
+                .await
+                .map_err(|e| e.to_string())
+        })
+    }));
+    Ok(())
 }
 
 /// Makes every view of every watched table reload.

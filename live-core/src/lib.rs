@@ -85,6 +85,7 @@ mod diff;
 mod fanout;
 pub mod postgres;
 mod protocol;
+mod pubsub;
 mod render;
 pub mod replication;
 mod router;
@@ -98,6 +99,7 @@ pub mod watch;
 
 pub use live_macros::{Assigns, Watch};
 pub use maud::{DOCTYPE, Markup, PreEscaped, html};
+pub use pubsub::BroadcastError;
 pub use render::{Keyed, keyed};
 pub use replication::{ListenerStatus, SyncConfig, SyncError, TxnMark, mark_transaction};
 pub use router::{

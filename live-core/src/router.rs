@@ -238,6 +238,8 @@ pub(crate) struct Runtime<S> {
     mounts: Arc<Semaphore>,
     /// Set when the server stops: every websocket tells its client to reconnect.
     pub closing: tokio::sync::watch::Sender<bool>,
+    /// App message topics (`Live::broadcast`).
+    pub topics: Arc<crate::pubsub::Topics>,
 }
 
 /// The permits a mount holds while it uses a database connection.
@@ -466,6 +468,9 @@ impl<S: Clone + Send + Sync + 'static> Live<S> {
         .await
         .map_err(|e| LiveError::Sync(SyncError::Bus(e.to_string())))?;
         *sync.consumer.lock().unwrap_or_else(|p| p.into_inner()) = Some(consumer);
+        crate::bus::start_broadcasts(&connected, self.rt.topics.clone(), sync.stop.clone())
+            .await
+            .map_err(|e| LiveError::Sync(SyncError::Bus(e.to_string())))?;
         Ok(Box::new(crate::bus::Publisher::new(connected)))
     }
 
@@ -513,6 +518,29 @@ impl<S: Clone + Send + Sync + 'static> Live<S> {
     /// Number of connected views subscribed to changes.
     pub fn connected_views(&self) -> usize {
         self.rt.sync.as_ref().map_or(0, |s| s.fanout.view_count())
+    }
+
+    /// Sends `msg` (as JSON) to the `handle_info` of every view subscribed to `topic`
+    /// ([`Ctx::subscribe`](crate::Ctx::subscribe)), on this node and, with a bus, on every
+    /// other. Delivery is at most once: a view that is not connected when it arrives misses
+    /// it (database changes never are: those travel through the slot).
+    ///
+    /// ```
+    /// # async fn f() -> Result<(), live_core::BroadcastError> {
+    /// use live_core::{Live, LiveConfig};
+    /// let live = Live::builder(()).config(LiveConfig::new(vec![7u8; 32])).build().unwrap();
+    /// live.broadcast("room:lobby", &"hello").await?;
+    /// # Ok(()) }
+    /// ```
+    #[tracing::instrument(skip(self, msg))]
+    pub async fn broadcast<M: serde::Serialize + ?Sized>(
+        &self,
+        topic: &str,
+        msg: &M,
+    ) -> Result<(), crate::pubsub::BroadcastError> {
+        let payload = serde_json::to_vec(msg)
+            .map_err(|e| crate::pubsub::BroadcastError::Message(e.to_string()))?;
+        self.rt.topics.broadcast(topic, payload).await
     }
 
     /// What this node reports about itself: its role in streaming the slot, how far behind
@@ -760,6 +788,7 @@ impl<S: Clone + Send + Sync + 'static> LiveBuilder<S> {
                 layout: self.layout,
                 mounts: Arc::new(Semaphore::new(config_mounts)),
                 closing: tokio::sync::watch::Sender::new(false),
+                topics: Arc::default(),
             }),
         })
     }
@@ -1093,6 +1122,7 @@ async fn render_page<V: LiveView>(
             session: &session,
             info: &mut info,
             pushes: &mut pushes,
+            topics: None,
         };
         if let Err(e) = view.handle_params(&params, &mut ctx).await {
             return error_page(&rt, &e);

@@ -624,6 +624,7 @@ impl<V: LiveView> ViewSession<V> {
                 session: &self.session,
                 info: &mut self.info,
                 pushes: &mut pushes,
+                topics: Some(&self.rt.topics),
             };
             AssertUnwindSafe(Box::pin(self.view.handle_event(event, &mut ctx)))
                 .catch_unwind()
@@ -665,6 +666,7 @@ impl<V: LiveView> ViewSession<V> {
                 session: &self.session,
                 info: &mut self.info,
                 pushes: &mut pushes,
+                topics: Some(&self.rt.topics),
             };
             AssertUnwindSafe(Box::pin(self.view.handle_info(msg, &mut ctx)))
                 .catch_unwind()
@@ -690,6 +692,7 @@ impl<V: LiveView> ViewSession<V> {
                 session: &self.session,
                 info: &mut self.info,
                 pushes,
+                topics: Some(&self.rt.topics),
             };
             AssertUnwindSafe(Box::pin(self.view.handle_params(params, &mut ctx)))
                 .catch_unwind()

@@ -675,6 +675,8 @@ pub struct Ctx<'a, V: LiveView> {
     pub(crate) session: &'a Session,
     pub(crate) info: &'a mut InfoSlot<V::Message>,
     pub(crate) pushes: &'a mut Vec<Push>,
+    /// The node's topics (`None` in the first, static render: nothing to subscribe).
+    pub(crate) topics: Option<&'a crate::pubsub::Topics>,
 }
 
 /// A view's `handle_info` channel, created the first time a handler asks for it (most views
@@ -682,6 +684,8 @@ pub struct Ctx<'a, V: LiveView> {
 pub(crate) struct InfoSlot<M> {
     handle: Option<ViewHandle<M>>,
     pub(crate) rx: Option<mpsc::UnboundedReceiver<Box<M>>>,
+    /// Topics this view subscribed to (once each).
+    topics: Vec<String>,
 }
 
 impl<M: Send + 'static> InfoSlot<M> {
@@ -689,6 +693,7 @@ impl<M: Send + 'static> InfoSlot<M> {
         InfoSlot {
             handle: None,
             rx: None,
+            topics: Vec::new(),
         }
     }
 
@@ -722,6 +727,50 @@ impl<V: LiveView> Ctx<'_, V> {
     /// Sends this view `msg` after `delay` (a timer).
     pub fn send_after(&mut self, delay: Duration, msg: V::Message) {
         self.info.handle().send_after(delay, msg);
+    }
+
+    /// Subscribes this view to `topic`: every [`Live::broadcast`](crate::Live::broadcast) to
+    /// it, from this node or (with a bus) any other, reaches `handle_info` as a
+    /// `V::Message` decoded from JSON. Subscribe in `handle_params` (it runs after every
+    /// connected mount); in the first, static render it does nothing. A topic is 1 to 256
+    /// printable ASCII characters without spaces (`room:lobby`); topics are server-side
+    /// names: never build one from what a client sent without checking it.
+    ///
+    /// ```
+    /// # use live_core::{Assigns, Ctx, LiveView, Markup, Mount, Params, ViewError, html};
+    /// #[derive(Assigns)]
+    /// struct Room { last: Option<String> }
+    /// impl LiveView for Room {
+    ///     type State = ();
+    ///     type Message = String;
+    ///     async fn mount(_: &mut Mount<'_, Self>) -> Result<Self, ViewError> { Ok(Room { last: None }) }
+    ///     async fn handle_params(&mut self, _: &Params, ctx: &mut Ctx<'_, Self>) -> Result<(), ViewError> {
+    ///         ctx.subscribe("room:lobby");
+    ///         Ok(())
+    ///     }
+    ///     async fn handle_info(&mut self, msg: String, _: &mut Ctx<'_, Self>) -> Result<(), ViewError> {
+    ///         self.last = Some(msg);
+    ///         Ok(())
+    ///     }
+    ///     fn render(&self) -> Markup { html! { p { (self.last.as_deref().unwrap_or("")) } } }
+    /// }
+    /// ```
+    pub fn subscribe(&mut self, topic: impl Into<String>)
+    where
+        V::Message: serde::de::DeserializeOwned,
+    {
+        let topic = topic.into();
+        let Some(topics) = self.topics else { return };
+        if !crate::pubsub::valid_topic(&topic) {
+            tracing::error!(topic = %topic, "not a topic (1 to 256 printable ASCII characters, no spaces); not subscribed");
+            return;
+        }
+        if self.info.topics.contains(&topic) {
+            return;
+        }
+        let handle = self.info.handle();
+        topics.subscribe(&topic, crate::pubsub::deliver_to(handle, &topic));
+        self.info.topics.push(topic);
     }
 
     /// Changes the URL without a reload (history push); `handle_params` runs with it. The

@@ -6,8 +6,8 @@ use std::sync::Arc;
 
 use axum::Router;
 use live_core::{
-    Assigns, Live, LiveConfig, LiveView, Markup, Mount, RouterExt, SyncConfig, SyncCtx, ViewError,
-    Watch, html, keyed,
+    Assigns, Ctx, Live, LiveConfig, LiveView, Markup, Mount, Params, RouterExt, SyncConfig,
+    SyncCtx, ViewError, Watch, html, keyed,
 };
 
 use crate::{SECRET, TestDb};
@@ -67,6 +67,8 @@ macro_rules! list_view {
             list_id: i64,
             #[watch(sync = Self::sorted)]
             items: Vec<Arc<$row>>,
+            /// The last broadcast to `list:<id>`.
+            notice: Option<String>,
         }
 
         impl $view {
@@ -82,7 +84,25 @@ macro_rules! list_view {
 
         impl LiveView for $view {
             type State = ();
-            type Message = ();
+            type Message = String;
+
+            async fn handle_params(
+                &mut self,
+                _params: &Params,
+                ctx: &mut Ctx<'_, Self>,
+            ) -> Result<(), ViewError> {
+                ctx.subscribe(format!("list:{}", self.list_id));
+                Ok(())
+            }
+
+            async fn handle_info(
+                &mut self,
+                msg: String,
+                _ctx: &mut Ctx<'_, Self>,
+            ) -> Result<(), ViewError> {
+                self.notice = Some(msg);
+                Ok(())
+            }
 
             async fn mount(ctx: &mut Mount<'_, Self>) -> Result<Self, ViewError> {
                 let list_id: i64 = ctx.params().parse("id")?;
@@ -94,6 +114,7 @@ macro_rules! list_view {
                 Ok($view {
                     list_id,
                     items: items.into_iter().map(Arc::new).collect(),
+                    notice: None,
                 })
             }
 
@@ -101,6 +122,7 @@ macro_rules! list_view {
                 html! {
                     h2 { "list " (self.list_id) }
                     p.count { (self.items.len()) }
+                    @if let Some(n) = &self.notice { p.notice { (n) } }
                     (list(&self.items, |i| i.id, |i| html! { li { (i.title) @if i.done { " ✓" } } }))
                 }
             }
@@ -165,7 +187,22 @@ pub async fn start_node(
         .live_view::<ItemsView>("/lists/{id}", &live)
         .live_view::<ItemsDView>("/d/{id}", &live)
         .merge(live.router())
-        .merge(live.health_route("/live/health"));
+        .merge(live.health_route("/live/health"))
+        .route(
+            "/broadcast/{list}/{msg}",
+            axum::routing::get({
+                let live = live.clone();
+                move |axum::extract::Path((list, msg)): axum::extract::Path<(i64, String)>| {
+                    let live = live.clone();
+                    async move {
+                        match live.broadcast(&format!("list:{list}"), &msg).await {
+                            Ok(()) => "sent".to_string(),
+                            Err(e) => e.to_string(),
+                        }
+                    }
+                }
+            }),
+        );
     live.listen().await.map_err(|e| e.to_string())?;
     Ok((crate::serve(app).await, live))
 }
