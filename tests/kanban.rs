@@ -21,6 +21,7 @@ async fn start() -> (SocketAddr, TestDb) {
     let (router, _live) = kanban::app(KanbanConfig {
         database_url: db.url.clone(),
         slot: format!("slot_{}", db.name),
+        nats_url: None,
         live: LiveConfig::new(SECRET.to_vec()),
     })
     .await

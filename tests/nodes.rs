@@ -111,6 +111,12 @@ async fn three_nodes_see_every_psql_change_and_one_streams_the_slot() {
     );
     assert_views_match_db(&db, &mut views).await;
 
+    // One transaction bigger than the server's max_payload (1 MiB) travels in parts.
+    db.psql(
+        "INSERT INTO items (id, list_id, title) SELECT 1000 + g, 1 + g % 2, repeat('x', 300) || g FROM generate_series(1, 6000) g;",
+    );
+    assert_views_match_db(&db, &mut views).await;
+
     // A broadcast from one node reaches the views subscribed to its topic on every node,
     // and no other view.
     let (status, body) = get(nodes[1].addr, "/broadcast/2/hello-from-n1").await;

@@ -26,6 +26,7 @@ async fn start_on(db: &TestDb) -> SocketAddr {
     let (router, _live) = todo::app(TodoConfig {
         database_url: db.url.clone(),
         slot: format!("slot_{}", db.name),
+        nats_url: None,
         live: LiveConfig::new(SECRET.to_vec()),
     })
     .await
@@ -721,6 +722,7 @@ async fn the_app_says_what_to_change_when_postgres_cannot_replicate() {
             db.name
         ),
         slot: format!("slot_{}", db.name),
+        nats_url: None,
         live: LiveConfig::new(SECRET.to_vec()),
     })
     .await;
@@ -1021,4 +1023,52 @@ async fn long_titles_and_rapid_adds_are_refused_with_a_message() {
             .contains(">after a pause</label>"))
             .await
     );
+}
+
+/// Issue 9: two instances of the todo app on one database with a bus (what `LIVE_NATS_URL`
+/// sets up), a browser on each: changes made in either window, and by `psql`, reach both.
+#[tokio::test]
+async fn two_instances_on_one_database_with_a_bus_are_live_both_ways() {
+    let nats = live_tests::nats::NatsServer::start();
+    let db = TestDb::new("").await;
+    let mut addrs = Vec::new();
+    let mut runtimes = Vec::new();
+    for _ in 0..2 {
+        let (router, live) = todo::app(TodoConfig {
+            database_url: db.url.clone(),
+            slot: format!("slot_{}", db.name),
+            nats_url: Some(nats.url()),
+            live: LiveConfig::new(SECRET.to_vec()),
+        })
+        .await
+        .expect("the todo app starts");
+        addrs.push(serve(router).await);
+        runtimes.push(live);
+    }
+    let list = new_list(&db).await;
+    let a = Browser::start().await;
+    let b = Browser::start().await;
+    a.open(&format!("http://{}/lists/{list}", addrs[0])).await;
+    b.open(&format!("http://{}/lists/{list}", addrs[1])).await;
+    a.wait_connected().await;
+    b.wait_connected().await;
+    add_todo(&a, "from the first instance").await;
+    wait_labels(&b, &["from the first instance"]).await;
+    add_todo(&b, "from the second instance").await;
+    wait_labels(&a, &["from the first instance", "from the second instance"]).await;
+    db.psql(&format!(
+        "UPDATE todos SET title = 'renamed by psql' WHERE list_id = {list} AND title = 'from the first instance'"
+    ));
+    for w in [&a, &b] {
+        wait_labels(w, &["renamed by psql", "from the second instance"]).await;
+    }
+    // One instance streams the slot, the other waits for it.
+    let mut roles: Vec<String> = Vec::new();
+    for l in &runtimes {
+        roles.push(format!("{:?}", l.health().await.role));
+    }
+    roles.sort();
+    assert_eq!(roles, ["Leader", "Standby"]);
+    a.close().await;
+    b.close().await;
 }

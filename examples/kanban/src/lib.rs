@@ -774,6 +774,9 @@ pub struct KanbanConfig {
     pub database_url: String,
     /// The replication slot name.
     pub slot: String,
+    /// Several app nodes on one database: the NATS server (`nats-server -js`) they share
+    /// (`LIVE_NATS_URL`); `None` for one node.
+    pub nats_url: Option<String>,
     /// The runtime configuration (secret key, origins).
     pub live: LiveConfig,
 }
@@ -804,7 +807,12 @@ pub async fn app(config: KanbanConfig) -> Result<(Router, Live<PgPool>), KanbanE
     let live = Live::builder(pool.clone())
         .config(config.live)
         .pool(pool)
-        .sync(SyncConfig::new(&config.database_url).slot(config.slot))
+        .sync(match config.nats_url {
+            Some(url) => SyncConfig::new(&config.database_url)
+                .slot(config.slot)
+                .nats(url),
+            None => SyncConfig::new(&config.database_url).slot(config.slot),
+        })
         .layout(layout)
         .build()?;
     let router = Router::new()
@@ -812,7 +820,8 @@ pub async fn app(config: KanbanConfig) -> Result<(Router, Live<PgPool>), KanbanE
         .live_view::<Home>("/", &live)
         .live_view::<BoardPage>("/boards/{id}", &live)
         .live_view::<MyCards>("/users/{id}/cards", &live)
-        .merge(live.router());
+        .merge(live.router())
+        .merge(live.health_route("/live/health"));
     live.listen().await?;
     Ok((router, live))
 }

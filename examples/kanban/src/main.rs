@@ -33,6 +33,7 @@ async fn main() -> ExitCode {
     let config = KanbanConfig {
         database_url,
         slot: std::env::var("KANBAN_SLOT").unwrap_or_else(|_| "kanban_slot".into()),
+        nats_url: std::env::var("LIVE_NATS_URL").ok(),
         live: LiveConfig::from_env(),
     };
     let (app, live) = match live_launch::or_exit(kanban::app(config)).await {

@@ -607,6 +607,9 @@ pub struct TodoConfig {
     pub database_url: String,
     /// The replication slot name.
     pub slot: String,
+    /// Several app nodes on one database: the NATS server (`nats-server -js`) they share
+    /// (`LIVE_NATS_URL`); `None` for one node.
+    pub nats_url: Option<String>,
     /// The runtime configuration (secret key, origins).
     pub live: LiveConfig,
 }
@@ -641,7 +644,12 @@ pub async fn app(config: TodoConfig) -> Result<(Router, Live<PgPool>), TodoError
     let live = Live::builder(pool.clone())
         .config(config.live)
         .pool(pool)
-        .sync(SyncConfig::new(&config.database_url).slot(config.slot))
+        .sync(match config.nats_url {
+            Some(url) => SyncConfig::new(&config.database_url)
+                .slot(config.slot)
+                .nats(url),
+            None => SyncConfig::new(&config.database_url).slot(config.slot),
+        })
         .layout(layout)
         .build()?;
     let router = Router::new()
@@ -651,7 +659,8 @@ pub async fn app(config: TodoConfig) -> Result<(Router, Live<PgPool>), TodoError
         .route("/todo.css", get(stylesheet))
         .with_state(state)
         .live_view::<TodoPage>("/lists/{id}", &live)
-        .merge(live.router());
+        .merge(live.router())
+        .merge(live.health_route("/live/health"));
     live.listen().await?;
     Ok((router, live))
 }

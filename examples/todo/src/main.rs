@@ -6,6 +6,8 @@
 //! - With `DATABASE_URL` it uses that database; if the server cannot do logical replication it
 //!   stops with a message that says what to change.
 //! - `PORT` (default `127.0.0.1:3000`; a bare number means `127.0.0.1:<n>`).
+//! - `LIVE_NATS_URL`: run several instances on one database (a second replica, a rolling
+//!   deploy) through a NATS server with JetStream; each serves live pages.
 
 use std::process::ExitCode;
 
@@ -31,6 +33,7 @@ async fn main() -> ExitCode {
     let config = TodoConfig {
         database_url,
         slot: std::env::var("TODO_SLOT").unwrap_or_else(|_| "live_slot".into()),
+        nats_url: std::env::var("LIVE_NATS_URL").ok(),
         live: LiveConfig::from_env(),
     };
     let (app, live) = match live_launch::or_exit(todo::app(config)).await {
