@@ -79,6 +79,12 @@
 
 #![warn(missing_docs)]
 
+/// Guides.
+pub mod docs {
+    #[doc = include_str!("docs/nodes.md")]
+    pub mod nodes {}
+}
+
 #[cfg(feature = "nats")]
 mod bus;
 mod diff;
