@@ -12,6 +12,7 @@
 //! page for its token, then the websocket join), writes rows through a separate connection and
 //! measures commit-to-frame latency at every client. Figures print as `name: value unit`.
 
+mod nodes;
 mod server;
 
 use std::collections::HashMap;
@@ -130,6 +131,37 @@ impl Server {
         Server { child, port }
     }
 
+    /// Starts one node of several on the bus at `nats`.
+    fn start_node(url: &str, nats: &str) -> Server {
+        let exe = std::env::current_exe().expect("current exe");
+        let mut child = Command::new(exe)
+            .args(["serve", url, nats])
+            .stdout(Stdio::piped())
+            .stderr(Stdio::null())
+            .spawn()
+            .expect("start server");
+        let stdout = child.stdout.take().expect("stdout");
+        let mut port = 0;
+        for line in std::io::BufReader::new(stdout).lines() {
+            let line = line.expect("line");
+            if let Some(p) = line.strip_prefix("PORT ") {
+                port = p.trim().parse().expect("port");
+                break;
+            }
+        }
+        assert!(port > 0, "the node did not start");
+        Server { child, port }
+    }
+
+    /// SIGKILL.
+    fn kill(&mut self) {
+        if let Ok(pid) = i32::try_from(self.child.id()) {
+            // SAFETY: signalling our own child process by its pid.
+            unsafe { libc::kill(pid, libc::SIGKILL) };
+        }
+        let _ = self.child.wait();
+    }
+
     fn rss_kib(&self) -> u64 {
         let status = std::fs::read_to_string(format!("/proc/{}/status", self.child.id()))
             .unwrap_or_default();
@@ -144,6 +176,9 @@ impl Server {
 
 impl Drop for Server {
     fn drop(&mut self) {
+        if matches!(self.child.try_wait(), Ok(Some(_))) {
+            return; // already gone (and reaped): its pid may belong to someone else now
+        }
         if let Ok(pid) = i32::try_from(self.child.id()) {
             // SAFETY: signalling our own child process by its pid.
             unsafe { libc::kill(pid, libc::SIGTERM) };
@@ -159,22 +194,30 @@ async fn page_token(port: u16, list: i64) -> (String, String) {
 
 /// GETs `<prefix>/<list>`; returns the view token and container id.
 async fn page_token_at(port: u16, prefix: &str, list: i64) -> (String, String) {
-    let mut s = TcpStream::connect(("127.0.0.1", port))
-        .await
-        .expect("connect");
-    let req = format!(
-        "GET {prefix}/{list} HTTP/1.1\r\nHost: 127.0.0.1:{port}\r\nConnection: close\r\n\r\n"
-    );
-    s.write_all(req.as_bytes()).await.expect("write");
-    let mut buf = Vec::new();
-    s.read_to_end(&mut buf).await.expect("read");
-    let body = String::from_utf8_lossy(&buf);
+    let body = http_get(port, &format!("{prefix}/{list}")).await;
     let attr = |name: &str| {
         let start = body.find(&format!("{name}=\"")).expect("attribute") + name.len() + 2;
         let end = body[start..].find('"').expect("end") + start;
         body[start..end].to_string()
     };
     (attr("data-live-token"), attr("id"))
+}
+
+/// GETs `path` (`Connection: close`); returns the body ("" when the server is gone).
+async fn http_get(port: u16, path: &str) -> String {
+    let Ok(mut s) = TcpStream::connect(("127.0.0.1", port)).await else {
+        return String::new();
+    };
+    let req = format!("GET {path} HTTP/1.1\r\nHost: 127.0.0.1:{port}\r\nConnection: close\r\n\r\n");
+    if s.write_all(req.as_bytes()).await.is_err() {
+        return String::new();
+    }
+    let mut buf = Vec::new();
+    let _ = s.read_to_end(&mut buf).await;
+    let text = String::from_utf8_lossy(&buf).into_owned();
+    text.split_once("\r\n\r\n")
+        .map(|(_, b)| b.to_string())
+        .unwrap_or_default()
 }
 
 /// What one client saw.
@@ -1043,16 +1086,20 @@ fn main() {
         .expect("runtime");
     match cmd {
         "serve" => {
-            let url = args.get(2).cloned().expect("serve <database url>");
-            rt.block_on(server::serve(url));
+            let url = args
+                .get(2)
+                .cloned()
+                .expect("serve <database url> [nats url]");
+            rt.block_on(server::serve(url, args.get(3).cloned()));
         }
+        "nodes" => rt.block_on(nodes::all()),
         "scale" => rt.block_on(scale(args.get(2).map(String::as_str).unwrap_or("all"))),
         "replication" => rt.block_on(replication()),
         "attack" => rt.block_on(attack(args.get(2).cloned())),
         "kanban" => rt.block_on(kanban_all()),
         _ => {
             eprintln!(
-                "usage: live-bench scale [1|2|3|4|5|6|all] | replication | attack [BASELINE_EXE] | kanban"
+                "usage: live-bench scale [1|2|3|4|5|6|all] | replication | attack [BASELINE_EXE] | kanban | nodes"
             );
         }
     }

@@ -135,8 +135,9 @@ impl LiveView for BoardView {
     }
 }
 
-/// Serves until killed; prints `PORT <n>` when ready.
-pub async fn serve(url: String) {
+/// Serves until killed; prints `PORT <n>` when ready. With `nats`, one node of several on
+/// the bus (`/live/health` says its role).
+pub async fn serve(url: String, nats: Option<String>) {
     let pool = sqlx::postgres::PgPoolOptions::new()
         .max_connections(16)
         .connect(&url)
@@ -147,13 +148,17 @@ pub async fn serve(url: String) {
     let live = Live::builder(())
         .config(config)
         .pool(pool)
-        .sync(SyncConfig::new(&url))
+        .sync(match nats {
+            Some(n) => SyncConfig::new(&url).nats(n),
+            None => SyncConfig::new(&url),
+        })
         .build()
         .expect("runtime");
     let app = Router::new()
         .live_view::<ListView>("/lists/{id}", &live)
         .live_view::<BoardView>("/boards/{id}", &live)
-        .merge(live.router());
+        .merge(live.router())
+        .merge(live.health_route("/live/health"));
     live.listen().await.expect("listen");
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
         .await

@@ -8,8 +8,9 @@
 //!   reconnects), so nothing is acknowledged that no node received.
 //! - **Duplicates.** After a failover the new leader streams from the slot's confirmed LSN, so
 //!   transactions the old leader published but did not acknowledge are published again: the
-//!   stream drops them by message id (`Nats-Msg-Id` = commit LSN and part, within the
-//!   duplicate window), and each node skips a transaction at or below the last LSN it applied.
+//!   stream drops them by message id (`Nats-Msg-Id` = commit LSN, commit time and part,
+//!   within the duplicate window), and each node skips a transaction at or below the last LSN
+//!   it applied.
 //! - **Gaps.** A node that sees a hole in the stream's sequence (messages it never received,
 //!   say after the stream's limits removed them) reloads every view: never a silent skip.
 //! - **Size.** A transaction bigger than the server's `max_payload` is sent in parts and put
@@ -152,7 +153,7 @@ impl Publisher {
         let n = parts.len();
         for (i, part) in parts.into_iter().enumerate() {
             let mut headers = HeaderMap::new();
-            headers.insert("Nats-Msg-Id", format!("{:016x}-{i}", raw.end_lsn).as_str());
+            headers.insert("Nats-Msg-Id", message_id(raw, i).as_str());
             headers.insert("Live-Lsn", raw.end_lsn.to_string().as_str());
             headers.insert("Live-Part", format!("{i}/{n}").as_str());
             let ack = self
@@ -173,6 +174,16 @@ impl Publisher {
         }
         Ok(())
     }
+}
+
+/// The JetStream message id of part `part` of `raw`. The commit time is in it: a transaction
+/// published again (after a failover) has the same LSN and commit time, and is dropped as a
+/// duplicate; another database's transaction at an equal LSN (a new or restored cluster that
+/// reuses the slot name within the duplicate window) has not, and is kept. The `live-bench
+/// nodes` benchmark, which starts a fresh cluster per scenario, lost every transaction of its
+/// later scenarios while the id was the LSN alone.
+fn message_id(raw: &RawTxn, part: usize) -> String {
+    format!("{:016x}-{:x}-{part}", raw.end_lsn, raw.commit_time_micros)
 }
 
 impl Sink for Publisher {
@@ -521,6 +532,23 @@ mod tests {
             p.push(None, b"junk", 1 << 20),
             Received::Broken(_)
         ));
+    }
+
+    #[test]
+    fn message_ids_tell_databases_apart() {
+        let a = RawTxn {
+            end_lsn: 0x1234,
+            commit_time_micros: 1_000,
+            ..RawTxn::default()
+        };
+        let again = a.clone();
+        let other_db = RawTxn {
+            commit_time_micros: 2_000,
+            ..a.clone()
+        };
+        assert_eq!(message_id(&a, 0), message_id(&again, 0));
+        assert_ne!(message_id(&a, 0), message_id(&other_db, 0));
+        assert_ne!(message_id(&a, 0), message_id(&a, 1));
     }
 
     #[test]
