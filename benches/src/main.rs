@@ -153,6 +153,15 @@ impl Server {
         Server { child, port }
     }
 
+    /// SIGTERM, and waits for the process to end (a graceful stop).
+    fn terminate(&mut self) {
+        if let Ok(pid) = i32::try_from(self.child.id()) {
+            // SAFETY: signalling our own child process by its pid.
+            unsafe { libc::kill(pid, libc::SIGTERM) };
+        }
+        let _ = self.child.wait();
+    }
+
     /// SIGKILL.
     fn kill(&mut self) {
         if let Ok(pid) = i32::try_from(self.child.id()) {

@@ -164,5 +164,12 @@ pub async fn serve(url: String, nats: Option<String>) {
         .await
         .expect("bind");
     println!("PORT {}", listener.local_addr().expect("addr").port());
-    live_core::serve(listener, app).await.expect("serve");
+    // SIGTERM: a graceful stop (the slot is freed at once, clients told to reconnect).
+    let stopping = live.clone();
+    live_core::serve_until(listener, app, async move {
+        live_core::shutdown_signal().await;
+        stopping.shutdown().await;
+    })
+    .await
+    .expect("serve");
 }

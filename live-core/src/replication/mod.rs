@@ -351,10 +351,11 @@ impl Sink for LocalSink {
     }
 }
 
-/// Backoff of a standby between looks at the slot: 100 ms doubling to 1 s, each with jitter
-/// (50–100 %), so standbys do not try in step and one takes over within about a second.
+/// Backoff of a standby between looks at the slot: 100 ms doubling to 500 ms, each with
+/// jitter (50–100 %), so standbys do not try in step and one takes over within a second of
+/// the slot being freed.
 fn standby_delay(attempt: u32) -> Duration {
-    let base = 100u64.saturating_mul(1 << attempt.min(4)).min(1000);
+    let base = 100u64.saturating_mul(1 << attempt.min(4)).min(500);
     let jitter = u64::from(crate::token::random_bytes(1)[0]);
     Duration::from_millis(base / 2 + base * jitter / 512)
 }
@@ -526,7 +527,8 @@ async fn stream_once(
         }
         let ev = tokio::select! {
             ev = client.recv() => ev?,
-            _ = tokio::time::sleep(Duration::from_millis(500)) => continue,
+            // `stop` is looked at every 100 ms: a graceful stop frees the slot at once.
+            _ = tokio::time::sleep(Duration::from_millis(100)) => continue,
         };
         let Some(ev) = ev else {
             return Err(pgwire_replication::PgWireError::Protocol(
