@@ -35,7 +35,7 @@ impl Nats {
             .expect("a free port");
         let dir = std::env::temp_dir().join(format!("live-bench-nats-{port}"));
         let _ = std::fs::remove_dir_all(&dir);
-        let child = Command::new("nats-server")
+        let mut child = Command::new("nats-server")
             .args(["-js", "-a", "127.0.0.1", "-p", &port.to_string(), "-sd"])
             .arg(&dir)
             .stdout(Stdio::null())
@@ -51,6 +51,8 @@ impl Nats {
             }
             std::thread::sleep(Duration::from_millis(25));
         }
+        let _ = child.kill();
+        let _ = child.wait();
         panic!("nats-server did not start");
     }
 
