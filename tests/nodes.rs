@@ -294,3 +294,50 @@ async fn a_rolling_deploy_loses_no_change() {
     let refs: Vec<&NodeProc> = nodes[1..].iter().collect();
     wait_one_leader(&refs, Duration::from_secs(20)).await;
 }
+
+/// A node that misses part of the stream (paused while the stream lost those messages) sees
+/// the hole in the stream's sequence and reloads its views: never a silent skip.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_gap_in_the_stream_reloads_the_views() {
+    let _serial = SERIAL.lock().await;
+    let nats = NatsServer::start();
+    let db = TestDb::new(SCHEMA).await;
+    let slot = format!("slot_{}", db.name);
+    let url = nats.url();
+    let spawn = |name: &str| NodeProc::spawn("node_process", name, &db.url, &slot, &url);
+    let nodes: Vec<NodeProc> = vec![spawn("a"), spawn("b")];
+    let refs: Vec<&NodeProc> = nodes.iter().collect();
+    let leader = wait_one_leader(&refs, Duration::from_secs(20)).await;
+    let standby = &nodes[1 - leader];
+    let mut views = open_list_views(standby.addr, &[1, 2]).await;
+    db.psql("INSERT INTO items (id, list_id, title) VALUES (1, 1, 'before')");
+    assert_views_match_db(&db, &mut views).await;
+    // The standby stops reading; changes are published; the stream loses them.
+    // SAFETY: signalling our own child by its pid.
+    unsafe { libc::kill(standby.pid(), libc::SIGSTOP) };
+    db.psql("INSERT INTO items (id, list_id, title) VALUES (2, 1, 'missed'), (3, 2, 'missed too')");
+    // More transactions than the consumer's pull asked for (what it asked for may already sit
+    // in its socket's buffer), so the rest are on the server only.
+    for i in 0..1500 {
+        sqlx::query("UPDATE items SET title = $1 WHERE id = 1")
+            .bind(format!("changed while away {i}"))
+            .execute(&db.pool)
+            .await
+            .expect("update");
+    }
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    let client = async_nats::connect(url.as_str()).await.expect("nats");
+    let js = async_nats::jetstream::new(client);
+    let stream_name = format!("LIVE_{}", slot.to_ascii_uppercase());
+    let stream = js.get_stream(&stream_name).await.expect("the stream");
+    stream.purge().await.expect("purge");
+    // SAFETY: as above.
+    unsafe { libc::kill(standby.pid(), libc::SIGCONT) };
+    db.psql("INSERT INTO items (id, list_id, title) VALUES (4, 2, 'after')");
+    assert_views_match_db(&db, &mut views).await;
+    let log = standby.log();
+    assert!(
+        log.iter().any(|l| l.contains("gap in the bus stream")),
+        "{log:#?}"
+    );
+}
