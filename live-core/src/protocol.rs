@@ -106,14 +106,77 @@ pub(crate) fn reply(
     frame(join_ref, msg_ref, topic, "reply", &payload)
 }
 
+/// Every reason the server gives on the wire: in error replies (`{"reason": …}`), in the
+/// `phx_error` of a crashed view and in `error` events of the connection. The one place they
+/// are spelled (`assets/README.md` documents what the client does with each).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Reason {
+    /// A join of a topic that is joined already.
+    AlreadyJoined,
+    /// A payload of the wrong shape.
+    BadPayload,
+    /// The connection's inbound byte budget is used up: retry later.
+    Busy,
+    /// The view crashed (`phx_error`).
+    Crashed,
+    /// The page token is too old: reload the page.
+    Expired,
+    /// The event handler returned an error.
+    HandlerFailed,
+    /// The page token does not verify.
+    InvalidToken,
+    /// The frame is not a frame (`error` event).
+    Malformed,
+    /// The view could not mount.
+    MountFailed,
+    /// The URL names other path params than the page's: load that page.
+    Navigate,
+    /// The view answered not found.
+    NotFound,
+    /// A frame for a topic that is not joined.
+    NotJoined,
+    /// The node's mount queue is full, or gone (shutting down).
+    Overloaded,
+    /// The connection has as many views as allowed.
+    TooManyViews,
+    /// The view refused the session.
+    Unauthorized,
+    /// The view has no handler for the event.
+    UnknownEvent,
+}
+
+impl Reason {
+    /// The reason as the client reads it.
+    pub(crate) fn as_str(self) -> &'static str {
+        match self {
+            Reason::AlreadyJoined => "already_joined",
+            Reason::BadPayload => "bad_payload",
+            Reason::Busy => "busy",
+            Reason::Crashed => "crashed",
+            Reason::Expired => "expired",
+            Reason::HandlerFailed => "handler_failed",
+            Reason::InvalidToken => "invalid_token",
+            Reason::Malformed => "malformed",
+            Reason::MountFailed => "mount_failed",
+            Reason::Navigate => "navigate",
+            Reason::NotFound => "not_found",
+            Reason::NotJoined => "not_joined",
+            Reason::Overloaded => "overloaded",
+            Reason::TooManyViews => "too_many_views",
+            Reason::Unauthorized => "unauthorized",
+            Reason::UnknownEvent => "unknown_event",
+        }
+    }
+}
+
 /// An error reply with a reason.
 pub(crate) fn error_reply(
     join_ref: Option<&str>,
     msg_ref: Option<&str>,
     topic: &str,
-    reason: &str,
+    reason: Reason,
 ) -> String {
-    let response = serde_json::json!({ "reason": reason }).to_string();
+    let response = serde_json::json!({ "reason": reason.as_str() }).to_string();
     reply(join_ref, msg_ref, topic, false, &response)
 }
 
@@ -149,7 +212,7 @@ mod tests {
             frame(Some("1"), None, "lv:\"x", "diff", "{}"),
             r#"["1",null,"lv:\"x","diff",{}]"#
         );
-        let r = error_reply(None, Some("3"), "t", "unknown_event");
+        let r = error_reply(None, Some("3"), "t", Reason::UnknownEvent);
         let v: Value = serde_json::from_str(&r).unwrap();
         assert_eq!(v[4]["status"], "error");
         assert_eq!(v[4]["response"]["reason"], "unknown_event");

@@ -271,10 +271,15 @@ impl<S> Runtime<S> {
     pub(crate) async fn mount_permits(
         &self,
         socket: Option<&Arc<Semaphore>>,
-    ) -> Result<MountPermits, &'static str> {
+    ) -> Result<MountPermits, crate::protocol::Reason> {
         let wait = async {
             let socket = match socket {
-                Some(s) => Some(s.clone().acquire_owned().await.map_err(|_| "gone")?),
+                Some(s) => Some(
+                    s.clone()
+                        .acquire_owned()
+                        .await
+                        .map_err(|_| crate::protocol::Reason::Overloaded)?,
+                ),
                 None => None,
             };
             let node = self
@@ -282,7 +287,7 @@ impl<S> Runtime<S> {
                 .clone()
                 .acquire_owned()
                 .await
-                .map_err(|_| "gone")?;
+                .map_err(|_| crate::protocol::Reason::Overloaded)?;
             Ok(MountPermits {
                 _socket: socket,
                 _node: node,
@@ -292,7 +297,7 @@ impl<S> Runtime<S> {
             Ok(r) => r,
             Err(_) => {
                 tracing::warn!("mount refused: the mount queue is full");
-                Err("overloaded")
+                Err(crate::protocol::Reason::Overloaded)
             }
         }
     }

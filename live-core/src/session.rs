@@ -18,7 +18,7 @@ use tracing::Instrument;
 
 use crate::diff::{Patch, encode_diff, full_payload, model_in_pieces};
 use crate::fanout::{Delivery, Fanout, Gap, Mailbox, Op, ScopeKey, Snapshot};
-use crate::protocol::{error_reply, frame, reply};
+use crate::protocol::{Reason, error_reply, frame, reply};
 use crate::render::{Rendered, render_tracked};
 use crate::router::Runtime;
 use crate::token::{Session, ViewToken};
@@ -310,7 +310,7 @@ impl Wire {
         .await
     }
 
-    async fn reply_error(&mut self, msg_ref: Option<&str>, reason: &str) -> Result<(), End> {
+    async fn reply_error(&mut self, msg_ref: Option<&str>, reason: Reason) -> Result<(), End> {
         self.send(error_reply(
             Some(&self.join_ref),
             msg_ref,
@@ -364,7 +364,7 @@ async fn run<V: LiveView>(rt: Arc<Runtime<V::State>>, req: JoinRequest) {
     };
     // Messages that arrive while the view mounts wait for it (the inbox is bounded).
     let mut early: Vec<Queued> = Vec::new();
-    let refuse = |reason: &'static str| {
+    let refuse = |reason: Reason| {
         let out = out.clone();
         let frame = error_reply(Some(&join_ref), msg_ref.as_deref(), &topic, reason);
         async move {
@@ -432,7 +432,7 @@ async fn run<V: LiveView>(rt: Arc<Runtime<V::State>>, req: JoinRequest) {
     };
     if let End::Crash(why) = end {
         tracing::error!(reason = %why, "view crashed");
-        let payload = serde_json::json!({ "reason": "crashed" }).to_string();
+        let payload = serde_json::json!({ "reason": Reason::Crashed.as_str() }).to_string();
         let _ = s.wire.push("error", &payload).await;
     }
 }
@@ -467,11 +467,11 @@ async fn mount_view<V: LiveView>(
     session: &Session,
     db: &mut DbSlot,
     fence: bool,
-) -> Result<V, &'static str> {
+) -> Result<V, Reason> {
     for attempt in 0..2 {
         if fence && let Err(e) = db.begin().await {
             tracing::error!(error = %e, "could not open the mount transaction");
-            return Err("mount_failed");
+            return Err(Reason::MountFailed);
         }
         let result = {
             let mut m = Mount::<V> {
@@ -495,33 +495,33 @@ async fn mount_view<V: LiveView>(
             }
             Ok(Err(e)) => {
                 return Err(match e {
-                    ViewError::NotFound => "not_found",
-                    ViewError::Unauthorized => "unauthorized",
+                    ViewError::NotFound => Reason::NotFound,
+                    ViewError::Unauthorized => Reason::Unauthorized,
                     e => {
                         tracing::error!(error = %e, "mount failed");
-                        "mount_failed"
+                        Reason::MountFailed
                     }
                 });
             }
             Err(p) => {
                 tracing::error!(panic = %panic_message(p), "mount panicked");
-                return Err("mount_failed");
+                return Err(Reason::MountFailed);
             }
         };
         if let Err(e) = db.finish().await {
             tracing::error!(error = %e, "mount transaction did not commit");
-            return Err("mount_failed");
+            return Err(Reason::MountFailed);
         }
         let mut view = view;
         if let Some(why) = view.over_cap() {
             tracing::error!(reason = %why, "mount refused: a watched assign is over its row cap");
-            return Err("mount_failed");
+            return Err(Reason::MountFailed);
         }
         // Views of the same rows share one copy of each row version.
         view.share_rows();
         return Ok(view);
     }
-    Err("mount_failed")
+    Err(Reason::MountFailed)
 }
 
 impl<V: LiveView> ViewSession<V> {
@@ -599,7 +599,10 @@ impl<V: LiveView> ViewSession<V> {
                 let params = params_for(&self.route, &self.token, &url);
                 if params.path_params() != &self.token.path_params {
                     tracing::warn!(url = %url, "params for other path parameters refused");
-                    return self.wire.reply_error(msg_ref.as_deref(), "navigate").await;
+                    return self
+                        .wire
+                        .reply_error(msg_ref.as_deref(), Reason::Navigate)
+                        .await;
                 }
                 self.params = params;
                 let params = self.params.clone();
@@ -640,15 +643,15 @@ impl<V: LiveView> ViewSession<V> {
             Ok(Ok(())) => None,
             Ok(Err(ViewError::UnknownEvent(n))) => {
                 tracing::warn!(event = %n, "unknown event");
-                Some("unknown_event")
+                Some(Reason::UnknownEvent)
             }
             Ok(Err(ViewError::BadRequest(m))) => {
                 tracing::warn!(event = %name, error = %m, "bad event payload");
-                Some("bad_payload")
+                Some(Reason::BadPayload)
             }
             Ok(Err(e)) => {
                 tracing::error!(event = %name, error = %e, "event handler failed");
-                Some("handler_failed")
+                Some(Reason::HandlerFailed)
             }
         };
         self.after_handler(pushes).await?;

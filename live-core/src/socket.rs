@@ -17,7 +17,7 @@ use tokio_tungstenite::tungstenite::protocol::CloseFrame;
 use tokio_tungstenite::tungstenite::protocol::frame::coding::CloseCode;
 use tokio_tungstenite::tungstenite::{self, Message};
 
-use crate::protocol::{self, Inbound, error_reply, frame, reply};
+use crate::protocol::{self, Inbound, Reason, error_reply, frame, reply};
 use crate::router::{Runtime, spawn_view};
 use crate::session::{JoinRequest, OutFrame, Outbound, Queued, ToView};
 use crate::token::{TokenError, ViewToken};
@@ -84,7 +84,7 @@ pub(crate) async fn serve_socket<S: Clone + Send + Sync + 'static>(
                     }
                     Some(Ok(Message::Binary(_))) => {
                         tracing::warn!("binary frame refused");
-                        replies.push(error_frame("malformed", "binary frames are not accepted"));
+                        replies.push(error_frame(Reason::Malformed, "binary frames are not accepted"));
                     }
                     Some(Ok(_)) => {}
                     Some(Err(tungstenite::Error::Capacity(e))) => {
@@ -179,8 +179,8 @@ async fn write_batch(
     ws.flush().await
 }
 
-fn error_frame(reason: &str, detail: &str) -> String {
-    let payload = serde_json::json!({ "reason": reason, "detail": detail }).to_string();
+fn error_frame(reason: Reason, detail: &str) -> String {
+    let payload = serde_json::json!({ "reason": reason.as_str(), "detail": detail }).to_string();
     frame(None, None, "phoenix", "error", &payload)
 }
 
@@ -196,21 +196,24 @@ async fn handle_text<S: Clone + Send + Sync + 'static>(
         Ok(f) => f,
         Err(e) => {
             tracing::warn!(error = %e, "malformed frame");
-            replies.push(error_frame("malformed", &e.0));
+            replies.push(error_frame(Reason::Malformed, &e.0));
             return;
         }
     };
     // Whatever a client names is echoed back or kept: bounded.
     if f.topic.len() > MAX_TOPIC {
         tracing::warn!(len = f.topic.len(), "topic too long");
-        replies.push(error_frame("malformed", "topic longer than 128 bytes"));
+        replies.push(error_frame(
+            Reason::Malformed,
+            "topic longer than 128 bytes",
+        ));
         return;
     }
     if f.join_ref.as_ref().is_some_and(|r| r.len() > MAX_REF)
         || f.msg_ref.as_ref().is_some_and(|r| r.len() > MAX_REF)
     {
         tracing::warn!("ref too long");
-        replies.push(error_frame("malformed", "refs longer than 32 bytes"));
+        replies.push(error_frame(Reason::Malformed, "refs longer than 32 bytes"));
         return;
     }
     let jr = f.join_ref.as_deref();
@@ -228,7 +231,7 @@ async fn handle_text<S: Clone + Send + Sync + 'static>(
                 topics.remove(&f.topic);
                 replies.push(reply(jr, mr, &f.topic, true, "{}"));
             } else {
-                replies.push(error_reply(jr, mr, &f.topic, "not_joined"));
+                replies.push(error_reply(jr, mr, &f.topic, Reason::NotJoined));
             }
         }
         "event" | "params" | "resync" => {
@@ -237,14 +240,14 @@ async fn handle_text<S: Clone + Send + Sync + 'static>(
                 .filter(|t| Some(t.join_ref.as_str()) == jr && !t.tx.is_closed())
             else {
                 tracing::warn!(topic = %f.topic, "frame for a view that is not joined");
-                replies.push(error_reply(jr, mr, &f.topic, "not_joined"));
+                replies.push(error_reply(jr, mr, &f.topic, Reason::NotJoined));
                 return;
             };
             let msg = match to_view(&f) {
                 Ok(m) => m,
                 Err(why) => {
                     tracing::warn!(topic = %f.topic, error = why, "bad event payload");
-                    replies.push(error_reply(jr, mr, &f.topic, "bad_payload"));
+                    replies.push(error_reply(jr, mr, &f.topic, Reason::BadPayload));
                     return;
                 }
             };
@@ -253,7 +256,7 @@ async fn handle_text<S: Clone + Send + Sync + 'static>(
             let cost = text.len().clamp(1, budget.inbound_cap) as u32;
             let Ok(permit) = budget.inbound.clone().try_acquire_many_owned(cost) else {
                 tracing::warn!(topic = %f.topic, "inbound budget of the connection used up");
-                replies.push(error_reply(jr, mr, &f.topic, "busy"));
+                replies.push(error_reply(jr, mr, &f.topic, Reason::Busy));
                 return;
             };
             match t.tx.try_send(Box::new(Queued {
@@ -263,17 +266,17 @@ async fn handle_text<S: Clone + Send + Sync + 'static>(
                 Ok(()) => {}
                 Err(mpsc::error::TrySendError::Full(_)) => {
                     tracing::warn!(topic = %f.topic, "view inbox full");
-                    replies.push(error_reply(jr, mr, &f.topic, "busy"));
+                    replies.push(error_reply(jr, mr, &f.topic, Reason::Busy));
                 }
                 Err(mpsc::error::TrySendError::Closed(_)) => {
                     topics.remove(&f.topic);
-                    replies.push(error_reply(jr, mr, &f.topic, "not_joined"));
+                    replies.push(error_reply(jr, mr, &f.topic, Reason::NotJoined));
                 }
             }
         }
         other => {
             tracing::warn!(event = other, "unknown frame event");
-            replies.push(error_reply(jr, mr, &f.topic, "unknown_event"));
+            replies.push(error_reply(jr, mr, &f.topic, Reason::UnknownEvent));
         }
     }
 }
@@ -339,13 +342,18 @@ fn join<S: Clone + Send + Sync + 'static>(
 ) {
     let mr = f.msg_ref.as_deref();
     let Some(join_ref) = f.join_ref.clone() else {
-        replies.push(error_reply(None, mr, &f.topic, "bad_payload"));
+        replies.push(error_reply(None, mr, &f.topic, Reason::BadPayload));
         return;
     };
     // A view that ended (crashed, or its mount failed) leaves its topic free.
     topics.retain(|_, t| !t.tx.is_closed());
     if topics.contains_key(&f.topic) {
-        replies.push(error_reply(Some(&join_ref), mr, &f.topic, "already_joined"));
+        replies.push(error_reply(
+            Some(&join_ref),
+            mr,
+            &f.topic,
+            Reason::AlreadyJoined,
+        ));
         return;
     }
     if topics.len() >= rt.config.max_views_per_socket {
@@ -353,7 +361,12 @@ fn join<S: Clone + Send + Sync + 'static>(
             max = rt.config.max_views_per_socket,
             "join refused: too many views on one connection"
         );
-        replies.push(error_reply(Some(&join_ref), mr, &f.topic, "too_many_views"));
+        replies.push(error_reply(
+            Some(&join_ref),
+            mr,
+            &f.topic,
+            Reason::TooManyViews,
+        ));
         return;
     }
     let token_str = f.payload.get("token").and_then(Value::as_str).unwrap_or("");
@@ -364,20 +377,30 @@ fn join<S: Clone + Send + Sync + 'static>(
         .unwrap_or("/")
         .to_string();
     if token_str.len() > MAX_TOKEN || url.len() > MAX_URL {
-        replies.push(error_reply(Some(&join_ref), mr, &f.topic, "bad_payload"));
+        replies.push(error_reply(
+            Some(&join_ref),
+            mr,
+            &f.topic,
+            Reason::BadPayload,
+        ));
         return;
     }
     let token: ViewToken = match rt.signer.verify(token_str) {
         Ok(t) => t,
         Err(e) => {
             tracing::warn!(error = %e, topic = %f.topic, "join refused: bad token");
-            replies.push(error_reply(Some(&join_ref), mr, &f.topic, "invalid_token"));
+            replies.push(error_reply(
+                Some(&join_ref),
+                mr,
+                &f.topic,
+                Reason::InvalidToken,
+            ));
             return;
         }
     };
     if let Err(TokenError::Expired) = token.check_expiry() {
         tracing::info!(topic = %f.topic, "join refused: expired token");
-        replies.push(error_reply(Some(&join_ref), mr, &f.topic, "expired"));
+        replies.push(error_reply(Some(&join_ref), mr, &f.topic, Reason::Expired));
         return;
     }
     let (tx, inbox) = mpsc::channel(VIEW_INBOX);
@@ -397,7 +420,7 @@ fn join<S: Clone + Send + Sync + 'static>(
         }
         Err(route) => {
             tracing::warn!(%route, "join for an unknown view");
-            replies.push(error_reply(Some(&join_ref), mr, &f.topic, "not_found"));
+            replies.push(error_reply(Some(&join_ref), mr, &f.topic, Reason::NotFound));
         }
     }
 }
