@@ -159,10 +159,6 @@ async fn three_nodes_see_every_psql_change_and_one_streams_the_slot() {
 /// all during thousands of committed writes: afterwards every view on every node that is up
 /// equals the database, and at no sampled moment do two sessions stream the slot.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-#[ignore = "a known bug, issue 9: a view that mounts while its node's dispatch lags behind the \
-            mount snapshot overwrites the node-wide id index with values from the future, and a \
-            view of the same node can keep a ghost row (DEFAULT identity); fails about half the \
-            time under load. Run with --ignored."]
 async fn failover_bus_and_postgres_restarts_during_writes_lose_nothing() {
     let _serial = SERIAL.lock().await;
     let mut nats = NatsServer::start();

@@ -184,9 +184,14 @@ struct State {
     views: HashMap<ViewId, ViewEntry>,
     /// `(type, column, value) → views`: who receives a row whose column has that value.
     by_key: HashMap<IndexKey, KeyEntry>,
-    /// `(type, column, id) → value`: the value a held row has in a scoped column, for
-    /// deletes and moves that carry only the primary key.
-    ids: HashMap<IndexKey, Key>,
+    /// `(type, column, id) → values`: the values under which views may hold a row in a
+    /// scoped column, for deletes and moves that carry only the primary key. It may say too
+    /// much (a `Remove` to a view that does not hold the row is a no-op), never too little:
+    /// a view whose snapshot is ahead of or behind this node's dispatch holds a row under a
+    /// value the latest change did not give it, and a single value per row lost such holders
+    /// (ghost rows). Values leave it only when dispatch routed the row away from them, or
+    /// when no view subscribes to them any more.
+    ids: HashMap<IndexKey, Vec<Key>>,
     /// The scoped columns of each type, with how many index entries use them.
     columns: HashMap<TypeId, Vec<(&'static str, usize)>>,
     streams: HashMap<u64, StreamEntry>,
@@ -224,7 +229,26 @@ pub(crate) struct Fanout {
 struct Routed {
     id: Key,
     new_key: Option<Key>,
-    old_key: Option<Key>,
+    /// The values the row had (from the old tuple), or may be held under (from the index).
+    old_keys: Vec<Key>,
+}
+
+/// Adds `key` to the values a row may be held under.
+fn hold(ids: &mut HashMap<IndexKey, Vec<Key>>, at: IndexKey, key: &Key) {
+    let keys = ids.entry(at).or_default();
+    if !keys.contains(key) {
+        keys.push(key.clone());
+    }
+}
+
+/// Removes `key` from the values a row may be held under.
+fn unhold(ids: &mut HashMap<IndexKey, Vec<Key>>, at: &IndexKey, key: &Key) {
+    if let Some(keys) = ids.get_mut(at) {
+        keys.retain(|k| k != key);
+        if keys.is_empty() {
+            ids.remove(at);
+        }
+    }
 }
 
 fn cell_key(c: Option<&Cell>) -> Option<Key> {
@@ -235,7 +259,7 @@ fn route_keys(
     info: &WatchTypeInfo,
     column: &'static str,
     change: &RowChange,
-    ids: &HashMap<IndexKey, Key>,
+    ids: &HashMap<IndexKey, Vec<Key>>,
 ) -> Option<Routed> {
     let rel = &change.relation;
     let id_idx = rel.column_index(info.id_column)?;
@@ -247,7 +271,7 @@ fn route_keys(
         return Some(Routed {
             id,
             new_key,
-            old_key: all,
+            old_keys: all.into_iter().collect(),
         });
     }
     let key_idx = rel.column_index(column)?;
@@ -255,14 +279,17 @@ fn route_keys(
         ChangeKind::Delete => None,
         _ => cell_key(change.current_cell(key_idx)),
     };
-    let old_key = change
-        .old_text(key_idx)
-        .map(Key::from)
-        .or_else(|| ids.get(&(info.type_id, column, id.clone())).cloned());
+    let old_keys = match change.old_text(key_idx) {
+        Some(old) => vec![Key::from(old)],
+        None => ids
+            .get(&(info.type_id, column, id.clone()))
+            .cloned()
+            .unwrap_or_default(),
+    };
     Some(Routed {
         id,
         new_key,
-        old_key,
+        old_keys,
     })
 }
 
@@ -412,7 +439,7 @@ impl Fanout {
             };
             if let Some(e) = by_key.get_mut(&(*ty, col, key.clone())) {
                 e.ids.insert(id.clone());
-                ids.insert((*ty, col, id.clone()), key.clone());
+                hold(ids, (*ty, col, id.clone()), key);
             }
         }
         // Replay what the load did not see.
@@ -552,7 +579,6 @@ impl Fanout {
                     let Some(r) = route_keys(info, col, change, ids) else {
                         continue;
                     };
-                    let mut new_subscribed = false;
                     if let Some(k) = &r.new_key
                         && let Some(e) = by_key.get_mut(&(*ty, col, k.clone()))
                     {
@@ -565,11 +591,12 @@ impl Fanout {
                             });
                         }
                         e.ids.insert(r.id.clone());
-                        ids.insert((*ty, col, r.id.clone()), k.clone());
-                        new_subscribed = true;
+                        hold(ids, (*ty, col, r.id.clone()), k);
                     }
-                    if let Some(ok) = &r.old_key
-                        && r.new_key.as_ref() != Some(ok)
+                    for ok in r
+                        .old_keys
+                        .iter()
+                        .filter(|ok| r.new_key.as_ref() != Some(*ok))
                     {
                         if let Some(e) = by_key.get_mut(&(*ty, col, ok.clone())) {
                             for (v, slot) in &e.views {
@@ -590,9 +617,8 @@ impl Fanout {
                             }
                             e.ids.remove(&r.id);
                         }
-                        if !new_subscribed {
-                            ids.remove(&(*ty, col, r.id.clone()));
-                        }
+                        // Every view of that value was told to drop the row.
+                        unhold(ids, &(*ty, col, r.id.clone()), ok);
                     }
                     if change.kind == ChangeKind::Delete {
                         ids.remove(&(*ty, col, r.id.clone()));
@@ -662,7 +688,7 @@ fn route_streams(
     ci: u32,
     info: &WatchTypeInfo,
     change: &RowChange,
-    ids: &HashMap<IndexKey, Key>,
+    ids: &HashMap<IndexKey, Vec<Key>>,
     streams: &HashMap<u64, StreamEntry>,
     stream_out: &mut Vec<(u64, StreamDelivery)>,
 ) {
@@ -694,13 +720,13 @@ fn route_streams(
             StreamFilter::Key(k) => {
                 let Some(r) = &r else { continue };
                 let in_new = r.new_key.as_ref() == Some(k);
-                let in_old = r.old_key.as_ref() == Some(k);
+                let in_old = r.old_keys.contains(k);
                 match (in_old, in_new, change.kind) {
                     (_, true, ChangeKind::Insert) => Some(StreamOp::Inserted),
                     (true, true, _) => Some(StreamOp::Updated),
                     // Moved in from another key: new to this key's readers, with no old row
                     // (that belonged to another key).
-                    (false, true, _) if r.old_key.is_some() => Some(StreamOp::MovedIn),
+                    (false, true, _) if !r.old_keys.is_empty() => Some(StreamOp::MovedIn),
                     // An update whose old key is unknown (default replica identity, a row no
                     // view holds): an update with no old row.
                     (false, true, _) => Some(StreamOp::Updated),
@@ -766,7 +792,7 @@ fn unlink_keys(st: &mut State, view: ViewId, keys: &[ScopeKey]) {
         {
             use_column(&mut st.columns, *ty, col, -1);
             for id in e.ids {
-                st.ids.remove(&(*ty, *col, id));
+                unhold(&mut st.ids, &(*ty, *col, id), key);
             }
         }
     }
@@ -780,8 +806,10 @@ fn index_replayed(
     keys: &[ScopeKey],
     types: &HashMap<TypeId, WatchTypeInfo>,
     by_key: &mut HashMap<IndexKey, KeyEntry>,
-    ids: &mut HashMap<IndexKey, Key>,
+    ids: &mut HashMap<IndexKey, Vec<Key>>,
 ) {
+    // Only adds: the replay brings this view to the ring's end, but other views hold rows as
+    // dispatch left them, and those values must stay known.
     for item in items {
         if item.op == Op::Reload {
             continue;
@@ -804,13 +832,9 @@ fn index_replayed(
                 if let Some(e) = by_key.get_mut(&(item.ty, col, k.clone())) {
                     e.ids.insert(r.id.clone());
                 }
-                ids.insert((item.ty, col, r.id.clone()), k.clone());
+                hold(ids, (item.ty, col, r.id.clone()), k);
             }
-            _ => {
-                if change.kind == ChangeKind::Delete {
-                    ids.remove(&(item.ty, col, r.id.clone()));
-                }
-            }
+            _ => {}
         }
     }
 }
@@ -835,7 +859,7 @@ fn route_for_view(
     keys: &[ScopeKey],
     held: &HashSet<(u16, Key)>,
     types: &HashMap<TypeId, WatchTypeInfo>,
-    ids: &HashMap<IndexKey, Key>,
+    ids: &HashMap<IndexKey, Vec<Key>>,
     tables: &HashMap<(String, String), Vec<TypeId>>,
 ) -> Vec<Item> {
     let mut items = Vec::new();
@@ -875,7 +899,9 @@ fn route_for_view(
             };
             let op = if mine(&r.new_key) {
                 Some(Op::Upsert)
-            } else if mine(&r.old_key) || held.contains(&(*slot, r.id.clone())) {
+            } else if r.old_keys.iter().any(|k| mine(&Some(k.clone())))
+                || held.contains(&(*slot, r.id.clone()))
+            {
                 Some(Op::Remove)
             } else {
                 None
@@ -922,6 +948,109 @@ mod tests {
         f.remove_view(mb.id);
         let st = f.lock();
         assert!(st.by_key.is_empty() && st.columns.is_empty());
+    }
+
+    /// A row type of table `t`, scoped by column `k`.
+    struct Row {
+        id: i64,
+    }
+
+    impl crate::Watch for Row {
+        const TABLE: &'static str = "t";
+        const ID_COLUMN: &'static str = "id";
+        const KEY_COLUMN: &'static str = "k";
+        const COLUMNS: &'static [&'static str] = &["id", "k"];
+        type Id = i64;
+
+        fn id(&self) -> &i64 {
+            &self.id
+        }
+
+        fn subscription_key(&self) -> Option<Key> {
+            None
+        }
+
+        fn decode(
+            row: &crate::watch::RowData<'_>,
+            base: Option<&Self>,
+        ) -> Result<Self, crate::watch::DecodeError> {
+            Ok(Row {
+                id: row.field("id", base.map(|b| &b.id))?,
+            })
+        }
+    }
+
+    /// An update of row `id` to `k = key` under the default replica identity (no old row).
+    fn moved(xid: u32, id: &str, key: &str) -> Txn {
+        use crate::replication::change::{RowChange, TxnBuilder};
+        use crate::replication::pgoutput::{Cell, Column, Relation};
+        let col = |name: &str, is_key| Column {
+            name: name.into(),
+            type_oid: 20,
+            is_key,
+        };
+        let rel = Arc::new(Relation {
+            id: 1,
+            schema: "public".into(),
+            name: "t".into(),
+            replica_identity: b'd',
+            columns: vec![col("id", true), col("k", false)],
+        });
+        let mut b = TxnBuilder::new(xid, 1 << 20);
+        let row = vec![Cell::Text(id.into()), Cell::Text(key.into())];
+        b.push(
+            0,
+            RowChange::new(rel, ChangeKind::Update, Some(row), None, false),
+        );
+        b.finish(u64::from(xid), 0)
+    }
+
+    fn ops(mb: &mut Mailbox) -> Vec<Op> {
+        let mut out = Vec::new();
+        while let Ok(d) = mb.rx.try_recv() {
+            out.extend(d.items.iter().map(|i| i.op));
+        }
+        out
+    }
+
+    /// Regression (issue 9, found by the node failover test): a view whose mount snapshot is
+    /// ahead of this node's dispatch (a node behind on the bus) holds a row under the value
+    /// the snapshot saw; registering it used to overwrite the row's one indexed value, so a
+    /// later move under the default identity no longer reached the view that held the row as
+    /// dispatch left it, which kept it forever (a ghost row).
+    #[test]
+    fn a_view_ahead_of_dispatch_does_not_hide_other_holders_of_a_row() {
+        let f = Fanout::new(FanoutLimits::default());
+        let mut types = crate::watch::WatchTypes::default();
+        types.add::<Row>();
+        f.register_types(&types);
+        let ty = TypeId::of::<Row>();
+        let key = |v: &str| (0u16, ty, "k", Key::from(v));
+        // C shows list 2 and holds row 12, as dispatch left it.
+        let mut c = f.add_view();
+        let mut held = HeldRows::default();
+        held.rows.push((0, ty, Key::from("12"), Key::from("2")));
+        f.subscribe(c.id, vec![key("2")], &held, 0, None)
+            .expect("no gap");
+        // A shows list 1; its snapshot already saw row 12 move from list 2 to list 1, a
+        // transaction this node has not dispatched yet.
+        let mut a = f.add_view();
+        let mut held = HeldRows::default();
+        held.rows.push((0, ty, Key::from("12"), Key::from("1")));
+        f.subscribe(a.id, vec![key("1")], &held, 0, None)
+            .expect("no gap");
+        // The move arrives: C drops the row, A keeps it.
+        f.dispatch(moved(10, "12", "1"));
+        assert_eq!(ops(&mut c), vec![Op::Remove], "C must drop row 12");
+        assert_eq!(ops(&mut a), vec![Op::Upsert]);
+        // It moves on to list 3: A drops it; C is not bothered.
+        f.dispatch(moved(11, "12", "3"));
+        assert_eq!(ops(&mut a), vec![Op::Remove], "A must drop row 12");
+        assert!(ops(&mut c).is_empty());
+        // Back to list 2: C gets it again.
+        f.dispatch(moved(12, "12", "2"));
+        assert_eq!(ops(&mut c), vec![Op::Upsert]);
+        assert!(ops(&mut a).is_empty());
     }
 
     #[test]
