@@ -229,8 +229,17 @@ pub(crate) struct Fanout {
 struct Routed {
     id: Key,
     new_key: Option<Key>,
-    /// The values the row had (from the old tuple), or may be held under (from the index).
-    old_keys: Vec<Key>,
+    /// The value the row had (from the old tuple), or the first it may be held under (from
+    /// the index); `more_old` holds any others (rare: no allocation in the common case).
+    old_key: Option<Key>,
+    more_old: Vec<Key>,
+}
+
+impl Routed {
+    /// Every value the row had or may be held under.
+    fn old_keys(&self) -> impl Iterator<Item = &Key> {
+        self.old_key.iter().chain(&self.more_old)
+    }
 }
 
 /// Adds `key` to the values a row may be held under.
@@ -271,7 +280,8 @@ fn route_keys(
         return Some(Routed {
             id,
             new_key,
-            old_keys: all.into_iter().collect(),
+            old_key: all,
+            more_old: Vec::new(),
         });
     }
     let key_idx = rel.column_index(column)?;
@@ -279,17 +289,21 @@ fn route_keys(
         ChangeKind::Delete => None,
         _ => cell_key(change.current_cell(key_idx)),
     };
-    let old_keys = match change.old_text(key_idx) {
-        Some(old) => vec![Key::from(old)],
-        None => ids
-            .get(&(info.type_id, column, id.clone()))
-            .cloned()
-            .unwrap_or_default(),
+    let (old_key, more_old) = match change.old_text(key_idx) {
+        Some(old) => (Some(Key::from(old)), Vec::new()),
+        None => match ids.get(&(info.type_id, column, id.clone())) {
+            Some(held) => (
+                held.first().cloned(),
+                held.get(1..).map(<[Key]>::to_vec).unwrap_or_default(),
+            ),
+            None => (None, Vec::new()),
+        },
     };
     Some(Routed {
         id,
         new_key,
-        old_keys,
+        old_key,
+        more_old,
     })
 }
 
@@ -593,11 +607,7 @@ impl Fanout {
                         e.ids.insert(r.id.clone());
                         hold(ids, (*ty, col, r.id.clone()), k);
                     }
-                    for ok in r
-                        .old_keys
-                        .iter()
-                        .filter(|ok| r.new_key.as_ref() != Some(*ok))
-                    {
+                    for ok in r.old_keys().filter(|ok| r.new_key.as_ref() != Some(*ok)) {
                         if let Some(e) = by_key.get_mut(&(*ty, col, ok.clone())) {
                             for (v, slot) in &e.views {
                                 let items = out.entry(*v).or_default();
@@ -720,13 +730,13 @@ fn route_streams(
             StreamFilter::Key(k) => {
                 let Some(r) = &r else { continue };
                 let in_new = r.new_key.as_ref() == Some(k);
-                let in_old = r.old_keys.contains(k);
+                let in_old = r.old_keys().any(|o| o == k);
                 match (in_old, in_new, change.kind) {
                     (_, true, ChangeKind::Insert) => Some(StreamOp::Inserted),
                     (true, true, _) => Some(StreamOp::Updated),
                     // Moved in from another key: new to this key's readers, with no old row
                     // (that belonged to another key).
-                    (false, true, _) if !r.old_keys.is_empty() => Some(StreamOp::MovedIn),
+                    (false, true, _) if r.old_key.is_some() => Some(StreamOp::MovedIn),
                     // An update whose old key is unknown (default replica identity, a row no
                     // view holds): an update with no old row.
                     (false, true, _) => Some(StreamOp::Updated),
@@ -899,7 +909,7 @@ fn route_for_view(
             };
             let op = if mine(&r.new_key) {
                 Some(Op::Upsert)
-            } else if r.old_keys.iter().any(|k| mine(&Some(k.clone())))
+            } else if r.old_keys().any(|k| mine(&Some(k.clone())))
                 || held.contains(&(*slot, r.id.clone()))
             {
                 Some(Op::Remove)
