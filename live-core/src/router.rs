@@ -1038,17 +1038,6 @@ async fn serve_js() -> Response {
         .into_response()
 }
 
-fn error_status(e: &ViewError) -> (StatusCode, &'static str) {
-    match e {
-        ViewError::NotFound => (StatusCode::NOT_FOUND, "Not found"),
-        ViewError::BadRequest(_) | ViewError::UnknownEvent(_) => {
-            (StatusCode::BAD_REQUEST, "Bad request")
-        }
-        ViewError::Unauthorized => (StatusCode::FORBIDDEN, "Forbidden"),
-        _ => (StatusCode::INTERNAL_SERVER_ERROR, "Something went wrong"),
-    }
-}
-
 /// The first render of a GET: mount (disconnected), params, render, token, layout.
 async fn render_page<V: LiveView>(
     rt: Arc<Runtime<V::State>>,
@@ -1173,7 +1162,7 @@ async fn render_page<V: LiveView>(
 }
 
 fn error_page<S>(rt: &Runtime<S>, e: &ViewError) -> Response {
-    let (status, text) = error_status(e);
+    let (status, text) = e.http_status();
     if status == StatusCode::INTERNAL_SERVER_ERROR {
         tracing::error!(error = %e, "mount failed");
     } else {

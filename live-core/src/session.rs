@@ -494,14 +494,11 @@ async fn mount_view<V: LiveView>(
                 continue;
             }
             Ok(Err(e)) => {
-                return Err(match e {
-                    ViewError::NotFound => Reason::NotFound,
-                    ViewError::Unauthorized => Reason::Unauthorized,
-                    e => {
-                        tracing::error!(error = %e, "mount failed");
-                        Reason::MountFailed
-                    }
-                });
+                let reason = e.join_reason();
+                if reason == Reason::MountFailed {
+                    tracing::error!(error = %e, "mount failed");
+                }
+                return Err(reason);
             }
             Err(p) => {
                 tracing::error!(panic = %panic_message(p), "mount panicked");
@@ -641,17 +638,15 @@ impl<V: LiveView> ViewSession<V> {
                 )));
             }
             Ok(Ok(())) => None,
-            Ok(Err(ViewError::UnknownEvent(n))) => {
-                tracing::warn!(event = %n, "unknown event");
-                Some(Reason::UnknownEvent)
-            }
-            Ok(Err(ViewError::BadRequest(m))) => {
-                tracing::warn!(event = %name, error = %m, "bad event payload");
-                Some(Reason::BadPayload)
-            }
             Ok(Err(e)) => {
-                tracing::error!(event = %name, error = %e, "event handler failed");
-                Some(Reason::HandlerFailed)
+                match &e {
+                    ViewError::UnknownEvent(n) => tracing::warn!(event = %n, "unknown event"),
+                    ViewError::BadRequest(m) => {
+                        tracing::warn!(event = %name, error = %m, "bad event payload")
+                    }
+                    e => tracing::error!(event = %name, error = %e, "event handler failed"),
+                }
+                Some(e.event_reason())
             }
         };
         self.after_handler(pushes).await?;

@@ -292,7 +292,42 @@ pub enum ViewError {
     Other(String),
 }
 
+/// How an error reaches the browser: the one place that decides a page's HTTP status and
+/// the wire reasons of a refused join and a failed event (`protocol::Reason`).
 impl ViewError {
+    /// The status and text of a page whose mount or params failed.
+    pub(crate) fn http_status(&self) -> (axum::http::StatusCode, &'static str) {
+        use axum::http::StatusCode;
+        match self {
+            ViewError::NotFound => (StatusCode::NOT_FOUND, "Not found"),
+            ViewError::BadRequest(_) | ViewError::UnknownEvent(_) => {
+                (StatusCode::BAD_REQUEST, "Bad request")
+            }
+            ViewError::Unauthorized => (StatusCode::FORBIDDEN, "Forbidden"),
+            _ => (StatusCode::INTERNAL_SERVER_ERROR, "Something went wrong"),
+        }
+    }
+
+    /// The reason a join is refused with when the mount failed.
+    pub(crate) fn join_reason(&self) -> crate::protocol::Reason {
+        use crate::protocol::Reason;
+        match self {
+            ViewError::NotFound => Reason::NotFound,
+            ViewError::Unauthorized => Reason::Unauthorized,
+            _ => Reason::MountFailed,
+        }
+    }
+
+    /// The reason an event is answered with when its handler failed.
+    pub(crate) fn event_reason(&self) -> crate::protocol::Reason {
+        use crate::protocol::Reason;
+        match self {
+            ViewError::UnknownEvent(_) => Reason::UnknownEvent,
+            ViewError::BadRequest(_) => Reason::BadPayload,
+            _ => Reason::HandlerFailed,
+        }
+    }
+
     /// A `BadRequest` with this message.
     pub fn bad_request(msg: impl Into<String>) -> Self {
         ViewError::BadRequest(msg.into())
