@@ -26,6 +26,26 @@ fn node_process() {
     node_main();
 }
 
+/// What every test here starts with: a bus, a database with the items schema, its slot.
+async fn setup() -> (NatsServer, TestDb, String) {
+    let nats = NatsServer::start();
+    let db = TestDb::new(SCHEMA).await;
+    let slot = format!("slot_{}", db.name);
+    (nats, db, slot)
+}
+
+/// Starts node processes named `names` and waits until one leads; returns them and the
+/// leader's index.
+async fn start_nodes(db: &TestDb, slot: &str, url: &str, names: &[&str]) -> (Vec<NodeProc>, usize) {
+    let nodes: Vec<NodeProc> = names
+        .iter()
+        .map(|n| NodeProc::spawn("node_process", n, &db.url, slot, url))
+        .collect();
+    let refs: Vec<&NodeProc> = nodes.iter().collect();
+    let leader = wait_one_leader(&refs, Duration::from_secs(20)).await;
+    (nodes, leader)
+}
+
 async fn roles(nodes: &[&NodeProc]) -> Vec<String> {
     let mut out = Vec::new();
     for n in nodes {
@@ -74,22 +94,8 @@ fn noisy(log: &[String]) -> Vec<String> {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn three_nodes_see_every_psql_change_and_one_streams_the_slot() {
     let _serial = SERIAL.lock().await;
-    let nats = NatsServer::start();
-    let db = TestDb::new(SCHEMA).await;
-    let slot = format!("slot_{}", db.name);
-    let nodes: Vec<NodeProc> = (0..3)
-        .map(|i| {
-            NodeProc::spawn(
-                "node_process",
-                &format!("n{i}"),
-                &db.url,
-                &slot,
-                &nats.url(),
-            )
-        })
-        .collect();
-    let refs: Vec<&NodeProc> = nodes.iter().collect();
-    let leader = wait_one_leader(&refs, Duration::from_secs(20)).await;
+    let (nats, db, slot) = setup().await;
+    let (nodes, leader) = start_nodes(&db, &slot, &nats.url(), &["n0", "n1", "n2"]).await;
     assert_eq!(streaming(&db, &slot).await, 1);
 
     let mut views = Vec::new();
@@ -161,16 +167,10 @@ async fn three_nodes_see_every_psql_change_and_one_streams_the_slot() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn failover_bus_and_postgres_restarts_during_writes_lose_nothing() {
     let _serial = SERIAL.lock().await;
-    let mut nats = NatsServer::start();
-    let db = TestDb::new(SCHEMA).await;
-    let slot = format!("slot_{}", db.name);
+    let (mut nats, db, slot) = setup().await;
     let url = nats.url();
     let spawn = |name: &str| NodeProc::spawn("node_process", name, &db.url, &slot, &url);
-    let mut nodes: Vec<NodeProc> = vec![spawn("a"), spawn("b"), spawn("c")];
-    {
-        let refs: Vec<&NodeProc> = nodes.iter().collect();
-        wait_one_leader(&refs, Duration::from_secs(20)).await;
-    }
+    let (mut nodes, _) = start_nodes(&db, &slot, &url, &["a", "b", "c"]).await;
     // Views on every node from the start, through every fault (those of a killed node go
     // with it); a node started during the run gets its views at once.
     let mut views: Vec<(String, Vec<ListView>)> = Vec::new();
@@ -252,16 +252,10 @@ async fn failover_bus_and_postgres_restarts_during_writes_lose_nothing() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_rolling_deploy_loses_no_change() {
     let _serial = SERIAL.lock().await;
-    let nats = NatsServer::start();
-    let db = TestDb::new(SCHEMA).await;
-    let slot = format!("slot_{}", db.name);
+    let (nats, db, slot) = setup().await;
     let url = nats.url();
     let spawn = |name: &str| NodeProc::spawn("node_process", name, &db.url, &slot, &url);
-    let mut nodes: Vec<NodeProc> = vec![spawn("a"), spawn("b"), spawn("c")];
-    {
-        let refs: Vec<&NodeProc> = nodes.iter().collect();
-        wait_one_leader(&refs, Duration::from_secs(20)).await;
-    }
+    let (mut nodes, _) = start_nodes(&db, &slot, &url, &["a", "b", "c"]).await;
     let mut watchers = Vec::new();
     for n in &nodes[1..] {
         watchers.extend(open_list_views(n.addr, &[1, 2]).await);
@@ -305,14 +299,9 @@ async fn a_rolling_deploy_loses_no_change() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_gap_in_the_stream_reloads_the_views() {
     let _serial = SERIAL.lock().await;
-    let nats = NatsServer::start();
-    let db = TestDb::new(SCHEMA).await;
-    let slot = format!("slot_{}", db.name);
+    let (nats, db, slot) = setup().await;
     let url = nats.url();
-    let spawn = |name: &str| NodeProc::spawn("node_process", name, &db.url, &slot, &url);
-    let nodes: Vec<NodeProc> = vec![spawn("a"), spawn("b")];
-    let refs: Vec<&NodeProc> = nodes.iter().collect();
-    let leader = wait_one_leader(&refs, Duration::from_secs(20)).await;
+    let (nodes, leader) = start_nodes(&db, &slot, &url, &["a", "b"]).await;
     let standby = &nodes[1 - leader];
     let mut views = open_list_views(standby.addr, &[1, 2]).await;
     db.psql("INSERT INTO items (id, list_id, title) VALUES (1, 1, 'before')");

@@ -112,10 +112,21 @@ impl Server {
     /// Starts the `serve` mode of a live-bench binary (this one, or a build of another
     /// version of the code, for a baseline in the same run).
     fn start_exe(exe: &std::path::Path, url: &str) -> Server {
+        Server::spawn(exe, &["serve", url], Stdio::inherit())
+    }
+
+    /// Starts one node of several on the bus at `nats`.
+    fn start_node(url: &str, nats: &str) -> Server {
+        let exe = std::env::current_exe().expect("current exe");
+        Server::spawn(&exe, &["serve", url, nats], Stdio::null())
+    }
+
+    /// Runs `exe args` and waits for the `PORT <n>` line.
+    fn spawn(exe: &std::path::Path, args: &[&str], stderr: Stdio) -> Server {
         let mut child = Command::new(exe)
-            .args(["serve", url])
+            .args(args)
             .stdout(Stdio::piped())
-            .stderr(Stdio::inherit())
+            .stderr(stderr)
             .spawn()
             .expect("start server");
         let stdout = child.stdout.take().expect("stdout");
@@ -128,28 +139,6 @@ impl Server {
             }
         }
         assert!(port > 0, "the server did not start");
-        Server { child, port }
-    }
-
-    /// Starts one node of several on the bus at `nats`.
-    fn start_node(url: &str, nats: &str) -> Server {
-        let exe = std::env::current_exe().expect("current exe");
-        let mut child = Command::new(exe)
-            .args(["serve", url, nats])
-            .stdout(Stdio::piped())
-            .stderr(Stdio::null())
-            .spawn()
-            .expect("start server");
-        let stdout = child.stdout.take().expect("stdout");
-        let mut port = 0;
-        for line in std::io::BufReader::new(stdout).lines() {
-            let line = line.expect("line");
-            if let Some(p) = line.strip_prefix("PORT ") {
-                port = p.trim().parse().expect("port");
-                break;
-            }
-        }
-        assert!(port > 0, "the node did not start");
         Server { child, port }
     }
 

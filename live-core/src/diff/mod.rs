@@ -350,6 +350,20 @@ fn write_row_value(out: &mut String, row: &RowEntry) {
     }
 }
 
+/// Appends `[index, [op, …]]` with `write` for each op.
+fn write_indexed<T>(out: &mut String, i: usize, ops: &[T], write: impl Fn(&mut String, &T)) {
+    out.push('[');
+    out.push_str(&i.to_string());
+    out.push_str(",[");
+    for (k, op) in ops.iter().enumerate() {
+        if k > 0 {
+            out.push(',');
+        }
+        write(out, op);
+    }
+    out.push_str("]]");
+}
+
 /// Appends `[index, [op, …]]` (after a comma if `out` is not empty), unless `ops` is empty.
 fn write_text_ops(out: &mut String, i: usize, ops: &[TextOp]) {
     if ops.is_empty() {
@@ -358,23 +372,14 @@ fn write_text_ops(out: &mut String, i: usize, ops: &[TextOp]) {
     if !out.is_empty() {
         out.push(',');
     }
-    out.push('[');
-    out.push_str(&i.to_string());
-    out.push_str(",[");
-    for (k, op) in ops.iter().enumerate() {
-        if k > 0 {
-            out.push(',');
+    write_indexed(out, i, ops, |out, op| match op {
+        TextOp::Retain(n) => out.push_str(&n.to_string()),
+        TextOp::Delete(n) => {
+            out.push('-');
+            out.push_str(&n.to_string());
         }
-        match op {
-            TextOp::Retain(n) => out.push_str(&n.to_string()),
-            TextOp::Delete(n) => {
-                out.push('-');
-                out.push_str(&n.to_string());
-            }
-            TextOp::Insert(s) => json_str(out, s),
-        }
-    }
-    out.push_str("]]");
+        TextOp::Insert(s) => json_str(out, s),
+    });
 }
 
 /// Appends `[[index, [op, …]], …]` for the lists that have ops.
@@ -389,16 +394,7 @@ fn write_lists_ops<'a>(out: &mut String, lists: impl Iterator<Item = (usize, &'a
             out.push(',');
         }
         first = false;
-        out.push('[');
-        out.push_str(&i.to_string());
-        out.push_str(",[");
-        for (k, op) in ops.iter().enumerate() {
-            if k > 0 {
-                out.push(',');
-            }
-            write_list_op(out, op);
-        }
-        out.push_str("]]");
+        write_indexed(out, i, ops, write_list_op);
     }
     out.push(']');
 }
