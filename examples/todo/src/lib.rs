@@ -552,6 +552,22 @@ async fn create_list(pool: &PgPool) -> Result<i64, sqlx::Error> {
 /// `https` with the request's `Host`) or one of `allowed`. Without `Origin` (older browsers,
 /// some same-origin requests) only `Sec-Fetch-Site: same-origin` is accepted; a request with
 /// neither is refused, so a non-browser client has to send an `Origin`.
+/// The origins besides the request's own that may post the app's forms: the websocket's
+/// `allowed_origins`, and the origin of `public_url` (the address users reach the app at,
+/// behind a proxy whose `Host` is another).
+fn form_origins(config: &LiveConfig) -> Vec<String> {
+    let mut origins = config.allowed_origins.clone();
+    if let Some(url) = &config.public_url
+        && let Some((scheme, rest)) = url.split_once("://")
+    {
+        let authority = rest.split(['/', '?', '#']).next().unwrap_or("");
+        if !authority.is_empty() {
+            origins.push(format!("{}://{authority}", scheme.to_ascii_lowercase()));
+        }
+    }
+    origins
+}
+
 fn check_same_origin(headers: &HeaderMap, allowed: &[String]) -> Result<(), &'static str> {
     let Some(origin) = headers.get(header::ORIGIN) else {
         let site = headers.get("sec-fetch-site").map(|v| v.as_bytes());
@@ -639,7 +655,7 @@ pub async fn app(config: TodoConfig) -> Result<(Router, Live<PgPool>), TodoError
     sqlx::migrate!("../../migrations").run(&pool).await?;
     let state = AppState {
         pool: pool.clone(),
-        allowed_origins: config.live.allowed_origins.clone().into(),
+        allowed_origins: form_origins(&config.live).into(),
     };
     let live = Live::builder(pool.clone())
         .config(config.live)
@@ -734,5 +750,27 @@ mod tests {
         let allowed = ["https://app.example".to_string()];
         let h = headers(&[host, ("origin", "https://app.example")]);
         assert!(check_same_origin(&h, &allowed).is_ok());
+    }
+
+    /// Behind a proxy the `Host` is the app's own address, not what the browser shows: the
+    /// origin of `public_url` may post the forms too (it used to be refused).
+    #[test]
+    fn the_public_url_may_post_forms() {
+        let mut config = LiveConfig::new(vec![7u8; 32]);
+        config.public_url = Some("HTTPS://todo.example/app?x=1".into());
+        let allowed = form_origins(&config);
+        assert_eq!(allowed, ["https://todo.example"]);
+        let h = headers(&[
+            ("host", "127.0.0.1:3000"),
+            ("origin", "https://todo.example"),
+        ]);
+        assert!(check_same_origin(&h, &allowed).is_ok());
+        let h = headers(&[
+            ("host", "127.0.0.1:3000"),
+            ("origin", "https://evil.example"),
+        ]);
+        assert!(check_same_origin(&h, &allowed).is_err());
+        config.public_url = None;
+        assert!(form_origins(&config).is_empty());
     }
 }
