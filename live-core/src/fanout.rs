@@ -960,35 +960,7 @@ mod tests {
         assert!(st.by_key.is_empty() && st.columns.is_empty());
     }
 
-    /// A row type of table `t`, scoped by column `k`.
-    struct Row {
-        id: i64,
-    }
-
-    impl crate::Watch for Row {
-        const TABLE: &'static str = "t";
-        const ID_COLUMN: &'static str = "id";
-        const KEY_COLUMN: &'static str = "k";
-        const COLUMNS: &'static [&'static str] = &["id", "k"];
-        type Id = i64;
-
-        fn id(&self) -> &i64 {
-            &self.id
-        }
-
-        fn subscription_key(&self) -> Option<Key> {
-            None
-        }
-
-        fn decode(
-            row: &crate::watch::RowData<'_>,
-            base: Option<&Self>,
-        ) -> Result<Self, crate::watch::DecodeError> {
-            Ok(Row {
-                id: row.field("id", base.map(|b| &b.id))?,
-            })
-        }
-    }
+    use crate::__bench::BenchRow as Row;
 
     /// An update of row `id` to `k = key` under the default replica identity (no old row).
     fn moved(xid: u32, id: &str, key: &str) -> Txn {
@@ -1002,7 +974,7 @@ mod tests {
         let rel = Arc::new(Relation {
             id: 1,
             schema: "public".into(),
-            name: "t".into(),
+            name: "bench".into(),
             replica_identity: b'd',
             columns: vec![col("id", true), col("k", false)],
         });

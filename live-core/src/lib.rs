@@ -245,9 +245,10 @@ pub mod __bench {
         start.elapsed().as_nanos() as f64 / rounds as f64
     }
 
-    /// The row type of [`fanout_dispatch_ns`].
-    struct BenchRow {
-        id: i64,
+    /// The row type of [`fanout_dispatch_ns`] (table `bench`, scoped by `k`); the fan-out's
+    /// unit tests use it too.
+    pub(crate) struct BenchRow {
+        pub(crate) id: i64,
     }
 
     impl crate::Watch for BenchRow {
