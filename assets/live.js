@@ -1,32 +1,89 @@
 /*
  * live.js: the browser client of the live-view framework.
  * It implements the contract in assets/README.md (wire protocol, rendered model, diffs, morph
- * rules, bindings, connection life). Plain ES2020, no dependencies. `window.Live` is exposed for
- * debugging and tests; `Live._internals` holds the pure functions and is not a stable API.
+ * rules, bindings, connection life). Plain ES2020, no dependencies, a classic script.
+ *
+ * Layout: first the names it uses (attributes, classes, DOM events, wire events); then its pure
+ * part (the rendered model and diffs, and form fields read from elements passed in); then the
+ * browser part (loading states, morph, socket, views, bindings, start).
+ * Loaded by Node (`require`, no `document`), it exports the pure part (`module.exports`) and runs
+ * nothing else: assets/test tests it that way. In the browser, `window.Live` is exposed for
+ * debugging and tests, not as a stable API: {socket, views, connect, disconnect, morph,
+ * navigation}, where `navigation` holds `reload()` and `assign(url)`, the page loads the client
+ * starts (tests replace them).
  */
 (() => {
   'use strict';
 
+  // ==== Names: attributes, classes, DOM events, wire events (see assets/README.md)
+
+  /** Attributes. The bindings are keyed by their type (the `type` of the event frame they send). */
+  const ATTR = Object.freeze({
+    click: 'live-click',
+    dblclick: 'live-dblclick',
+    submit: 'live-submit',
+    change: 'live-change',
+    keydown: 'live-keydown', // and live-keydown-KEY: `${ATTR.keydown}-${key}`
+    keyup: 'live-keyup', // and live-keyup-KEY
+    focus: 'live-focus',
+    blur: 'live-blur',
+    key: 'live-key', // the key filter of live-keydown / live-keyup
+    valuePrefix: 'live-value-', // live-value-NAME
+    debounce: 'live-debounce',
+    throttle: 'live-throttle',
+    disableWith: 'live-disable-with',
+    patch: 'live-patch',
+    ignore: 'live-ignore',
+    hook: 'live-hook',
+    root: 'data-live-root',
+    token: 'data-live-token',
+    socket: 'data-live-socket',
+    rowKey: 'data-live-key',
+    keep: 'data-live-keep', // on the <template> placeholder of a row a diff did not send
+  });
+
+  /** Binding types: the `type` of an event frame. */
+  const TYPE = Object.freeze({
+    click: 'click', dblclick: 'dblclick', submit: 'submit', change: 'change',
+    keydown: 'keydown', keyup: 'keyup', focus: 'focus', blur: 'blur', hook: 'hook',
+  });
+
+  /** Container classes: exactly one is set on a view's root. */
+  const CLASS = Object.freeze({ loading: 'live-loading', connected: 'live-connected', error: 'live-error' });
+  /** The class of an element whose event of `type` awaits its reply (live-click-loading, …). */
+  const loadingClass = (type) => `live-${type}-loading`;
+
+  /** DOM events listened to, and the prefix of the CustomEvents a `push_event` dispatches. */
+  const EV = Object.freeze({
+    click: 'click', dblclick: 'dblclick', submit: 'submit', input: 'input', change: 'change',
+    compositionend: 'compositionend', keydown: 'keydown', keyup: 'keyup', focusin: 'focusin', focusout: 'focusout',
+    popstate: 'popstate', visibilitychange: 'visibilitychange', pagehide: 'pagehide', pageshow: 'pageshow',
+    ready: 'DOMContentLoaded',
+    customPrefix: 'live:', // CustomEvent('live:' + name) on window
+  });
+
+  /** Frame events (client → server, then server → client) and topics. */
+  const WIRE = Object.freeze({
+    join: 'join', event: 'event', params: 'params', resync: 'resync', leave: 'leave', heartbeat: 'heartbeat',
+    reply: 'reply', diff: 'diff', redirect: 'redirect', patch: 'patch', title: 'title', pushEvent: 'push_event',
+    error: 'error',
+    socketTopic: 'phoenix', // heartbeats, and the server's errors about the connection
+    viewTopicPrefix: 'lv:', // lv:<root id>
+  });
+
+  /** Error reasons of replies the client tells apart (`disconnected`, `bad_reply`: its own). */
+  const REASON = Object.freeze({
+    disconnected: 'disconnected', badReply: 'bad_reply', notJoined: 'not_joined', navigate: 'navigate',
+    invalidToken: 'invalid_token', expired: 'expired',
+  });
+
+  const SOCKET_PATH = '/live/websocket'; // when the script tag has no data-live-socket
   const HEARTBEAT_MS = 30000, HEARTBEAT_TIMEOUT_MS = 10000;
   const BACKOFF_MIN_MS = 200, BACKOFF_MAX_MS = 10000;
   const MAX_JOIN_FAILURES = 10;
   const RELOAD_CAP = 3, RELOAD_WINDOW_MS = 60000, RELOAD_KEY = 'live:reloads';
-  const CLASSES = ['live-loading', 'live-connected', 'live-error'];
   const TEXT_TYPES = new Set(['text', 'search', 'email', 'url', 'tel', 'password', 'number']);
   const BUTTON_TYPES = new Set(['submit', 'button', 'reset', 'image']);
-
-  const backoff = (n) => Math.min(BACKOFF_MIN_MS * 2 ** n, BACKOFF_MAX_MS) * (1 + Math.random() * 0.5);
-  const safe = (fn, what) => {
-    try { return fn(); } catch (e) { console.error(`live: ${what} failed`, e); }
-  };
-  /** `to` made absolute if it is an http(s) URL of this page's origin; else logged and null. */
-  const sameOrigin = (to, what) => {
-    let u = null;
-    try { u = new URL(to, location.href); } catch (e) { /* not a URL: refused below */ }
-    if (u && (u.protocol === 'http:' || u.protocol === 'https:') && u.origin === location.origin) return u.href;
-    console.error(`live: ${what} to ${JSON.stringify(String(to))} refused: not this page's origin`);
-    return null;
-  };
 
   // ==== The rendered model (pure): {s: [static, …], l: [[[key, html], …], …]}
 
@@ -207,12 +264,77 @@
       for (const [key, html] of rows) {
         if (f === true || f.has(key)) out += typeof html === 'string' ? html : renderModel(html, null);
         else if (f.patched && f.patched.has(key)) out += renderModel(html, f.patched.get(key));
-        else out += `<template data-live-keep="${escAttr(key)}"></template>`;
+        else out += `<template ${ATTR.keep}="${escAttr(key)}"></template>`;
       }
       out += m.s[i + 1];
     });
     return out;
   }
+
+  // ==== Form fields (pure but for the elements passed in)
+
+  const isControl = (el) => !!el && /^(input|select|textarea)$/.test(el.localName);
+
+  /** The fields among `els`: named, enabled, checked boxes only; strings, or arrays when repeated. */
+  function collectFields(els) {
+    const vals = new Map(), arrays = new Set();
+    for (const el of els) {
+      const name = el.name, type = el.type;
+      if (!name || !isControl(el) || el.disabled || el.closest('fieldset[disabled]')) continue;
+      if ((el.localName === 'input' && BUTTON_TYPES.has(type)) || ((type === 'checkbox' || type === 'radio') && !el.checked)) continue;
+      let list = [el.value];
+      if (el.localName === 'select') {
+        list = Array.from(el.options).filter((o) => o.selected && !o.disabled).map((o) => o.value);
+        if (el.multiple) arrays.add(name);
+      } else if (type === 'file') {
+        list = Array.from(el.files || [], (f) => f.name);
+      }
+      if (name.endsWith('[]')) arrays.add(name);
+      if (!vals.has(name)) vals.set(name, []);
+      vals.get(name).push(...list);
+    }
+    const out = {};
+    for (const [name, list] of vals) {
+      if (list.length > 1 || arrays.has(name)) out[name] = list;
+      else if (list.length) out[name] = list[0];
+    }
+    return out;
+  }
+
+  /** Adds the `live-value-NAME` attributes of `el` to `into`. */
+  function liveValues(el, into = {}) {
+    for (const a of Array.from(el.attributes)) {
+      if (a.name.startsWith(ATTR.valuePrefix)) into[a.name.slice(ATTR.valuePrefix.length)] = a.value;
+    }
+    return into;
+  }
+
+  // ==== Outside a browser (Node: the tests), the pure part is exported and nothing else runs
+
+  if (typeof document === 'undefined') {
+    if (typeof module === 'object' && module && module.exports) {
+      module.exports = {
+        fnv1a, applyTextOps, applyRowOps, applyDiff, checkRendered, renderModel, modelLength, staticsHash,
+        Fresh, DiffError, collectFields, liveValues,
+      };
+    }
+    return;
+  }
+
+  // ==== The browser part
+
+  const backoff = (n) => Math.min(BACKOFF_MIN_MS * 2 ** n, BACKOFF_MAX_MS) * (1 + Math.random() * 0.5);
+  const safe = (fn, what) => {
+    try { return fn(); } catch (e) { console.error(`live: ${what} failed`, e); }
+  };
+  /** `to` made absolute if it is an http(s) URL of this page's origin; else logged and null. */
+  const sameOrigin = (to, what) => {
+    let u = null;
+    try { u = new URL(to, location.href); } catch (e) { /* not a URL: refused below */ }
+    if (u && (u.protocol === 'http:' || u.protocol === 'https:') && u.origin === location.origin) return u.href;
+    console.error(`live: ${what} to ${JSON.stringify(String(to))} refused: not this page's origin`);
+    return null;
+  };
 
   // ==== Loading state: classes, and live-disable-with (disabled, text swapped), until the reply
 
@@ -267,7 +389,6 @@
 
   const isTextLike = (el) =>
     !!el && (el.localName === 'textarea' || (el.localName === 'input' && TEXT_TYPES.has(el.type)));
-  const isControl = (el) => !!el && /^(input|select|textarea)$/.test(el.localName);
   const saveSel = (el) => ({ value: el.value, start: el.selectionStart, end: el.selectionEnd, dir: el.selectionDirection });
 
   function restoreSel(el, s) {
@@ -308,7 +429,7 @@
     const before = tag === 'textarea' ? o.defaultValue : tag === 'option' ? o.hasAttribute('selected')
       : o.type === 'checkbox' || o.type === 'radio' ? o.hasAttribute('checked') : o.getAttribute('value');
     let changed = syncAttrs(o, n);
-    if (!o.hasAttribute('live-ignore')) {
+    if (!o.hasAttribute(ATTR.ignore)) {
       const tpl = o.localName === 'template';
       if (morphChildren(tpl ? o.content : o, tpl ? n.content : n, ctx)) changed = true;
     }
@@ -333,7 +454,7 @@
     if (prop && o[prop] !== val) { o[prop] = val; changed = true; }
     if (keep) restoreSel(o, keep); // the focused text control keeps value, caret and selection
     if (st) resumeLoading(o, st);
-    if (changed && o.hasAttribute('live-hook')) ctx.updated.add(o);
+    if (changed && o.hasAttribute(ATTR.hook)) ctx.updated.add(o);
     return changed;
   }
 
@@ -347,7 +468,7 @@
     const byId = new Map(), byKey = new Map(), pools = new Map();
     for (const o of olds) {
       if (o.nodeType === 1) {
-        const id = o.getAttribute('id'), key = o.getAttribute('data-live-key');
+        const id = o.getAttribute('id'), key = o.getAttribute(ATTR.rowKey);
         if (id && !byId.has(id)) byId.set(id, o);
         if (key != null && !byKey.has(key)) byKey.set(key, o);
         if (id || key != null) continue;
@@ -361,12 +482,12 @@
     const fromPool = (n) => claim((pools.get(n.nodeType + n.nodeName) || []).shift(), n);
     const matches = news.map((n) => {
       if (n.nodeType !== 1) return fromPool(n);
-      const keepKey = n.localName === 'template' ? n.getAttribute('data-live-keep') : null;
+      const keepKey = n.localName === 'template' ? n.getAttribute(ATTR.keep) : null;
       if (keepKey != null) {
         const o = byKey.get(keepKey);
         return o && !used.has(o) ? (used.add(o), { keep: o }) : null;
       }
-      const id = n.getAttribute('id'), key = n.getAttribute('data-live-key');
+      const id = n.getAttribute('id'), key = n.getAttribute(ATTR.rowKey);
       if (!id && key == null) return fromPool(n);
       return (id && claim(byId.get(id), n)) || (key != null && claim(byKey.get(key), n)) || null;
     });
@@ -418,39 +539,7 @@
     return ctx;
   }
 
-  // ==== Form fields and values
-
-  /** The fields among `els`: named, enabled, checked boxes only; strings, or arrays when repeated. */
-  function collectFields(els) {
-    const vals = new Map(), arrays = new Set();
-    for (const el of els) {
-      const name = el.name, type = el.type;
-      if (!name || !isControl(el) || el.disabled || el.closest('fieldset[disabled]')) continue;
-      if ((el.localName === 'input' && BUTTON_TYPES.has(type)) || ((type === 'checkbox' || type === 'radio') && !el.checked)) continue;
-      let list = [el.value];
-      if (el.localName === 'select') {
-        list = Array.from(el.options).filter((o) => o.selected && !o.disabled).map((o) => o.value);
-        if (el.multiple) arrays.add(name);
-      } else if (type === 'file') {
-        list = Array.from(el.files || [], (f) => f.name);
-      }
-      if (name.endsWith('[]')) arrays.add(name);
-      if (!vals.has(name)) vals.set(name, []);
-      vals.get(name).push(...list);
-    }
-    const out = {};
-    for (const [name, list] of vals) {
-      if (list.length > 1 || arrays.has(name)) out[name] = list;
-      else if (list.length) out[name] = list[0];
-    }
-    return out;
-  }
-
-  /** Adds the `live-value-NAME` attributes of `el` to `into`. */
-  function liveValues(el, into = {}) {
-    for (const a of Array.from(el.attributes)) if (a.name.startsWith('live-value-')) into[a.name.slice(11)] = a.value;
-    return into;
-  }
+  // ==== Form values, recovery, the server's values after a reply
 
   const formValue = (form) => liveValues(form, collectFields(form.elements));
 
@@ -468,9 +557,9 @@
 
   /** Snapshot of the forms a rejoin recovers: `form[id][live-change]` inside `root`. */
   function captureForms(root) {
-    return Array.from(root.querySelectorAll('form[id][live-change]'), (form) => ({
+    return Array.from(root.querySelectorAll(`form[id][${ATTR.change}]`), (form) => ({
       id: form.id,
-      event: form.getAttribute('live-change'),
+      event: form.getAttribute(ATTR.change),
       value: formValue(form),
       state: Array.from(form.elements)
         .filter((el) => isControl(el) && !BUTTON_TYPES.has(el.type) && el.type !== 'file')
@@ -539,7 +628,7 @@
     heartbeat() {
       if (this.hbTimeout) return;
       this.hbTimeout = setTimeout(() => { console.warn('live: no heartbeat reply, reconnecting'); this.drop(); }, HEARTBEAT_TIMEOUT_MS);
-      this.push(null, 'phoenix', 'heartbeat', {}, () => { clearTimeout(this.hbTimeout); this.hbTimeout = null; });
+      this.push(null, WIRE.socketTopic, WIRE.heartbeat, {}, () => { clearTimeout(this.hbTimeout); this.hbTimeout = null; });
     }
 
     /** Closes now, without waiting for a dead peer to finish the closing handshake. */
@@ -559,14 +648,14 @@
       this.hb = this.hbTimeout = null;
       const pending = Array.from(this.pending.values());
       this.pending.clear();
-      for (const cb of pending) safe(() => cb('error', { reason: 'disconnected' }), 'reply callback');
+      for (const cb of pending) safe(() => cb('error', { reason: REASON.disconnected }), 'reply callback');
       for (const view of this.topics.values()) safe(() => view.onDisconnect(this.unloading), 'disconnect');
       this.reconnect();
     }
 
     /** Sends a frame; `onReply(status, response)` gets the reply (or a 'disconnected' error). */
     push(joinRef, topic, event, payload, onReply, ref = this.nextRef()) {
-      if (!this.isOpen()) return onReply && onReply('error', { reason: 'disconnected' });
+      if (!this.isOpen()) return onReply && onReply('error', { reason: REASON.disconnected });
       if (onReply) this.pending.set(ref, onReply);
       this.ws.send(JSON.stringify([joinRef, ref, topic, event, payload]));
     }
@@ -577,15 +666,15 @@
       if (!Array.isArray(msg) || msg.length !== 5) return console.error('live: malformed frame from the server', data);
       const [joinRef, ref, topic, event, payload] = msg;
       try {
-        if (event === 'reply') {
+        if (event === WIRE.reply) {
           const cb = this.pending.get(ref);
           if (!cb) return;
           this.pending.delete(ref);
           const ok = !!payload && payload.status === 'ok';
           const resp = payload && payload.response && typeof payload.response === 'object' ? payload.response : {};
-          if (!ok && !resp.reason) resp.reason = 'bad_reply';
+          if (!ok && !resp.reason) resp.reason = REASON.badReply;
           cb(ok ? 'ok' : 'error', resp);
-        } else if (topic === 'phoenix') {
+        } else if (topic === WIRE.socketTopic) {
           console.error('live: server error:', payload && payload.reason);
         } else if (this.topics.has(topic)) {
           this.topics.get(topic).onPush(joinRef, event, payload);
@@ -602,9 +691,9 @@
     constructor(el, socket) {
       this.el = el;
       this.id = el.id;
-      this.topic = 'lv:' + el.id;
+      this.topic = WIRE.viewTopicPrefix + el.id;
       this.socket = socket;
-      this.token = el.getAttribute('data-live-token');
+      this.token = el.getAttribute(ATTR.token);
       this.state = 'idle'; // idle | joining | joined | error | dead
       this.joinRef = this.model = this.timer = null;
       this.v = 0;
@@ -615,7 +704,7 @@
       socket.topics.set(this.topic, this);
     }
 
-    setClass(name) { for (const c of CLASSES) this.el.classList.toggle(c, c === name); }
+    setClass(name) { for (const c of Object.values(CLASS)) this.el.classList.toggle(c, c === name); }
 
     join() {
       if (this.state === 'dead' || !this.socket.isOpen()) return;
@@ -623,9 +712,9 @@
       this.timer = null;
       this.waitVisible = false;
       this.state = 'joining';
-      this.setClass('live-loading');
+      this.setClass(CLASS.loading);
       const ref = (this.joinRef = this.socket.nextRef());
-      this.socket.push(ref, this.topic, 'join', { token: this.token, url: location.href }, (status, resp) => {
+      this.socket.push(ref, this.topic, WIRE.join, { token: this.token, url: location.href }, (status, resp) => {
         if (this.joinRef !== ref) return; // an older join
         if (status === 'ok') this.onJoined(resp); else this.onJoinError(resp.reason);
       }, ref);
@@ -637,30 +726,30 @@
         r = applyDiff(null, 0, { full: resp.rendered, v: Number.isInteger(resp.v) ? resp.v : 1 });
       } catch (e) {
         console.error(`live: bad join reply for ${this.id}`, e);
-        this.socket.push(this.joinRef, this.topic, 'leave', {}, () => {}); // the server thinks we joined
-        return this.onJoinError('bad_reply');
+        this.socket.push(this.joinRef, this.topic, WIRE.leave, {}, () => {}); // the server thinks we joined
+        return this.onJoinError(REASON.badReply);
       }
       const recovery = this.joinedOnce ? captureForms(this.el) : [];
       Object.assign(this, { model: r.model, v: r.v, state: 'joined', resyncing: false, joinedOnce: true, failures: 0, attempts: 0 });
       this.socket.attempts = 0;
       if (resp.title != null) document.title = resp.title;
       this.render(null);
-      this.setClass('live-connected');
+      this.setClass(CLASS.connected);
       for (const f of recovery) { // form recovery: the user's fields survive a rejoin
         const form = document.getElementById(f.id);
         if (!form || !this.el.contains(form)) continue;
         restoreForm(f.state);
-        this.pushEvent('change', f.event, f.value, { el: form });
+        this.pushEvent(TYPE.change, f.event, f.value, { el: form });
       }
     }
 
     onJoinError(reason) {
       this.state = 'error';
       this.joinRef = null;
-      this.setClass('live-error');
-      if (reason === 'disconnected') return; // rejoined when the socket is back
+      this.setClass(CLASS.error);
+      if (reason === REASON.disconnected) return; // rejoined when the socket is back
       console.error(`live: join of ${this.id} failed: ${reason}`);
-      if (reason === 'invalid_token' || reason === 'expired') {
+      if (reason === REASON.invalidToken || reason === REASON.expired) {
         if (!reloadPage()) this.state = 'dead'; // a stale page: retrying cannot help
         return;
       }
@@ -679,10 +768,10 @@
     /** The view broke on the server or here: show the error and rejoin after backoff. */
     crash(reason, leave) {
       console.error(`live: view ${this.id}: ${reason}`);
-      if (leave && this.joinRef) this.socket.push(this.joinRef, this.topic, 'leave', {}, () => {});
+      if (leave && this.joinRef) this.socket.push(this.joinRef, this.topic, WIRE.leave, {}, () => {});
       this.state = 'error';
       this.joinRef = null;
-      this.setClass('live-error');
+      this.setClass(CLASS.error);
       this.scheduleRejoin();
     }
 
@@ -692,18 +781,19 @@
       this.waitVisible = false;
       if (this.state === 'dead') return;
       this.state = 'idle';
-      if (!unloading) this.setClass('live-error');
+      if (!unloading) this.setClass(CLASS.error);
     }
 
     onPush(joinRef, event, p) {
       if (this.state !== 'joined' || (joinRef != null && joinRef !== this.joinRef)) return; // stale
       p = p && typeof p === 'object' ? p : {};
-      if ((event === 'redirect' || event === 'patch') && typeof p.to !== 'string') console.error(`live: ${event} without "to"`);
-      else if (event === 'diff') this.onDiff(p);
-      else if (event === 'redirect' || event === 'patch') this.navigate(event, p);
-      else if (event === 'title') document.title = p.title;
-      else if (event === 'push_event') this.dispatch(p.event, p.payload);
-      else if (event === 'error') this.crash(`crashed on the server: ${p.reason}`, false);
+      const nav = event === WIRE.redirect || event === WIRE.patch;
+      if (nav && typeof p.to !== 'string') console.error(`live: ${event} without "to"`);
+      else if (event === WIRE.diff) this.onDiff(p);
+      else if (nav) this.navigate(event, p);
+      else if (event === WIRE.title) document.title = p.title;
+      else if (event === WIRE.pushEvent) this.dispatch(p.event, p.payload);
+      else if (event === WIRE.error) this.crash(`crashed on the server: ${p.reason}`, false);
       else console.error(`live: unknown event ${event} for ${this.id}`);
     }
 
@@ -711,13 +801,13 @@
     navigate(event, p) {
       const to = sameOrigin(p.to, event);
       if (!to) return;
-      if (event === 'patch') {
+      if (event === WIRE.patch) {
         // A patch to other path parameters comes with a token signed for them (rejoins use it).
         if (typeof p.token === 'string') this.token = p.token;
         return history[p.replace ? 'replaceState' : 'pushState'](null, '', to);
       }
       this.socket.unloading = true;
-      internals.assign(to);
+      navigation.assign(to);
     }
 
     onDiff(d) {
@@ -737,15 +827,15 @@
     resync() {
       if (this.resyncing) return;
       this.resyncing = true;
-      this.socket.push(this.joinRef, this.topic, 'resync', {}, (status, resp) => {
-        if (status !== 'ok' && resp.reason !== 'disconnected' && this.state === 'joined') this.crash(`resync failed: ${resp.reason}`, true);
+      this.socket.push(this.joinRef, this.topic, WIRE.resync, {}, (status, resp) => {
+        if (status !== 'ok' && resp.reason !== REASON.disconnected && this.state === 'joined') this.crash(`resync failed: ${resp.reason}`, true);
       });
     }
 
     render(fresh) {
       try {
         const ctx = morph(this.el, renderModel(this.model, fresh));
-        if (fresh && this.el.querySelector('template[data-live-keep]')) {
+        if (fresh && this.el.querySelector(`template[${ATTR.keep}]`)) {
           // A placeholder found no old row in its parent: morph again with every row's HTML.
           morph(this.el, renderModel(this.model, null)).updated.forEach((el) => ctx.updated.add(el));
         }
@@ -758,15 +848,15 @@
     syncHooks(updated) {
       const seen = new Set(), defs = window.LiveHooks || {};
       const call = (h, fn) => { if (typeof h.hook[fn] === 'function') safe(() => h.hook[fn](), `hook ${fn}`); };
-      for (const el of this.el.querySelectorAll('[live-hook][id]')) {
+      for (const el of this.el.querySelectorAll(`[${ATTR.hook}][id]`)) {
         seen.add(el);
         const h = this.hooks.get(el);
         if (h) { if (updated.has(el)) call(h, 'updated'); continue; }
-        const def = defs[el.getAttribute('live-hook')];
-        if (!def) { console.error(`live: no hook ${el.getAttribute('live-hook')} in window.LiveHooks`); continue; }
+        const def = defs[el.getAttribute(ATTR.hook)];
+        if (!def) { console.error(`live: no hook ${el.getAttribute(ATTR.hook)} in window.LiveHooks`); continue; }
         const hook = Object.create(def), handlers = new Map();
         hook.el = el;
-        hook.pushEvent = (name, value = {}) => this.pushEvent('hook', name, value, { el });
+        hook.pushEvent = (name, value = {}) => this.pushEvent(TYPE.hook, name, value, { el });
         hook.handleEvent = (name, cb) => handlers.set(name, cb);
         this.hooks.set(el, { hook, handlers });
         call(this.hooks.get(el), 'mounted');
@@ -779,7 +869,7 @@
         const cb = h.handlers.get(name);
         if (cb) safe(() => cb.call(h.hook, payload), `handleEvent ${name}`);
       }
-      window.dispatchEvent(new CustomEvent('live:' + name, { detail: payload }));
+      window.dispatchEvent(new CustomEvent(EV.customPrefix + name, { detail: payload }));
     }
 
     /**
@@ -791,19 +881,19 @@
       return new Promise((resolve) => {
         if (this.state !== 'joined') {
           console.warn(`live: ${type} "${name}" dropped: ${this.id} is not connected`);
-          return resolve({ status: 'error', response: { reason: 'not_joined' } });
+          return resolve({ status: 'error', response: { reason: REASON.notJoined } });
         }
         const payload = { type, event: name, value };
         if (opts.target) payload.target = opts.target;
-        const items = (opts.disable || []).map((d) => [d, null, d.getAttribute('live-disable-with')]);
-        if (opts.el) items.push([opts.el, `live-${type}-loading`, null]);
+        const items = (opts.disable || []).map((d) => [d, null, d.getAttribute(ATTR.disableWith)]);
+        if (opts.el) items.push([opts.el, loadingClass(type), null]);
         for (const [el, cls, text] of items) loadingOn(el, cls, text);
         const sent = (opts.force || []).map((el) => el.value);
-        this.socket.push(this.joinRef, this.topic, 'event', payload, (status, resp) => {
+        this.socket.push(this.joinRef, this.topic, WIRE.event, payload, (status, resp) => {
           for (const [el, cls, text] of items) loadingOff(el, cls, text);
           if (status === 'ok') { if (opts.force) forceServerValues(opts.force, sent); }
           else console.warn(`live: event "${name}" failed: ${resp.reason}`);
-          if (resp.reason === 'not_joined' && this.state === 'joined') this.crash('the server lost the view', false);
+          if (resp.reason === REASON.notJoined && this.state === 'joined') this.crash('the server lost the view', false);
           resolve({ status, response: resp });
         });
       });
@@ -811,16 +901,22 @@
 
     pushParams(url) {
       if (this.state !== 'joined') return; // a later join sends location.href anyway
-      this.socket.push(this.joinRef, this.topic, 'params', { url }, (status, resp) => {
+      this.socket.push(this.joinRef, this.topic, WIRE.params, { url }, (status, resp) => {
         // Other path parameters than the page's token was signed for: load that page.
-        if (status !== 'ok' && resp.reason === 'navigate') {
+        if (status !== 'ok' && resp.reason === REASON.navigate) {
           this.socket.unloading = true;
-          return internals.assign(url);
+          return navigation.assign(url);
         }
         if (status !== 'ok') console.warn(`live: params failed: ${resp.reason}`);
       });
     }
   }
+
+  /** The page loads the client starts; `window.Live.navigation`, so tests can replace them. */
+  const navigation = {
+    reload: () => location.reload(),
+    assign: (url) => location.assign(url),
+  };
 
   /** Reloads the page unless 3 reloads happened in the last 60 s (counted in sessionStorage). */
   function reloadPage() {
@@ -833,7 +929,7 @@
       return false; // no sessionStorage, no cap: no reload
     }
     socket.unloading = true;
-    internals.reload();
+    navigation.reload();
     return true;
   }
 
@@ -843,7 +939,7 @@
   let socket = null;
 
   const viewFor = (el) => {
-    const root = el && el.closest('[data-live-root]');
+    const root = el && el.closest(`[${ATTR.root}]`);
     return (root && views.get(root.id)) || null;
   };
   const targetOf = (e) => (e.target instanceof Element ? e.target : e.target && e.target.parentElement) || null;
@@ -852,7 +948,7 @@
 
   /** Runs `fn` now, or later per the element's live-debounce / live-throttle. */
   function rateLimit(el, kind, fn) {
-    const deb = el.getAttribute('live-debounce'), thr = el.getAttribute('live-throttle');
+    const deb = el.getAttribute(ATTR.debounce), thr = el.getAttribute(ATTR.throttle);
     if (deb == null && thr == null) return fn();
     if (!rates.has(el)) rates.set(el, new Map());
     const m = rates.get(el);
@@ -894,7 +990,7 @@
     rateLimit(rateEl, `${type}:${name}`, () => {
       const p = build();
       if (!p) return;
-      const disable = p.disable || (el.hasAttribute('live-disable-with') ? [el] : []);
+      const disable = p.disable || (el.hasAttribute(ATTR.disableWith) ? [el] : []);
       view.pushEvent(type, name, p.value, { el, target: p.target, disable, force: p.force });
     });
   }
@@ -903,17 +999,17 @@
     const t = targetOf(e);
     if (!t) return;
     const prevented = e.defaultPrevented;
-    const el = t.closest(`[live-${type}]`);
+    const el = t.closest(`[${ATTR[type]}]`);
     const view = el && viewFor(el);
     if (view) {
       if (el.localName === 'a') e.preventDefault();
-      send(view, el, type, el.getAttribute(`live-${type}`), () => ({ value: liveValues(el) }));
+      send(view, el, type, el.getAttribute(ATTR[type]), () => ({ value: liveValues(el) }));
     }
-    const a = type === 'click' && !prevented ? t.closest('a[live-patch][href]') : null;
+    const a = type === TYPE.click && !prevented ? t.closest(`a[${ATTR.patch}][href]`) : null;
     if (!a || e.button !== 0 || e.metaKey || e.ctrlKey || e.shiftKey || e.altKey) return;
     if (a.target && a.target !== '_self') return;
     e.preventDefault();
-    const to = sameOrigin(a.href, 'live-patch');
+    const to = sameOrigin(a.href, ATTR.patch);
     if (!to) return;
     history.pushState(null, '', to);
     const own = viewFor(a);
@@ -925,16 +1021,16 @@
   function onChange(e) {
     const input = targetOf(e);
     if (e.isComposing || !isControl(input)) return;
-    const el = input.hasAttribute('live-change') ? input : input.form && input.form.hasAttribute('live-change') ? input.form : null;
+    const el = input.hasAttribute(ATTR.change) ? input : input.form && input.form.hasAttribute(ATTR.change) ? input.form : null;
     const view = el && viewFor(el);
     if (!view) return;
-    const rateEl = input.hasAttribute('live-debounce') || input.hasAttribute('live-throttle') ? input : el;
-    send(view, el, 'change', el.getAttribute('live-change'), () => {
+    const rateEl = input.hasAttribute(ATTR.debounce) || input.hasAttribute(ATTR.throttle) ? input : el;
+    send(view, el, TYPE.change, el.getAttribute(ATTR.change), () => {
       let value;
       if (el !== input) value = formValue(el);
       else value = liveValues(input, input.name ? collectFields([input]) : { value: input.value });
       const json = JSON.stringify(value);
-      if (e.type === 'change' && lastChange.get(el) === json) return null; // `input` already sent it
+      if (e.type === EV.change && lastChange.get(el) === json) return null; // `input` already sent it
       lastChange.set(el, json);
       return { value, target: input.name || undefined };
     }, rateEl);
@@ -942,16 +1038,16 @@
 
   function onSubmit(e) {
     const form = targetOf(e);
-    const view = form && form.localName === 'form' && form.hasAttribute('live-submit') && viewFor(form);
+    const view = form && form.localName === 'form' && form.hasAttribute(ATTR.submit) && viewFor(form);
     if (!view) return;
     e.preventDefault();
     for (const el of [form, ...Array.from(form.elements)]) flushRates(el);
     lastChange.delete(form);
-    send(view, form, 'submit', form.getAttribute('live-submit'), () => {
+    send(view, form, TYPE.submit, form.getAttribute(ATTR.submit), () => {
       const els = Array.from(form.elements);
       return {
         value: formValue(form),
-        disable: els.filter((b) => b.type === 'submit' && b.hasAttribute('live-disable-with')),
+        disable: els.filter((b) => b.type === 'submit' && b.hasAttribute(ATTR.disableWith)),
         force: els.filter(isTextLike),
       };
     });
@@ -960,9 +1056,9 @@
   /** Key bindings of `el` for `key`: live-<type> (with its live-key filter) and live-<type>-<key>. */
   function keyBindings(el, type, key) {
     const out = [];
-    const main = el.getAttribute(`live-${type}`), filter = el.getAttribute('live-key');
+    const main = el.getAttribute(ATTR[type]), filter = el.getAttribute(ATTR.key);
     if (main != null && (filter == null || filter.toLowerCase() === key.toLowerCase())) out.push([main, filter != null]);
-    const named = el.getAttribute(`live-${type}-${key.toLowerCase()}`);
+    const named = el.getAttribute(`${ATTR[type]}-${key.toLowerCase()}`);
     if (named != null) out.push([named, true]);
     return out;
   }
@@ -983,39 +1079,39 @@
         }
         return;
       }
-      if (el.hasAttribute('data-live-root')) return;
+      if (el.hasAttribute(ATTR.root)) return;
     }
   }
 
   function onFocus(e, type) {
     const el = targetOf(e);
     if (morphing || !el) return; // focus moved by the morph, not by the user
-    if (type === 'blur') flushRates(el);
-    const name = el.getAttribute(`live-${type}`);
+    if (type === TYPE.blur) flushRates(el);
+    const name = el.getAttribute(ATTR[type]);
     const view = name != null && viewFor(el);
     if (view) send(view, el, type, name, () => ({ value: liveValues(el, { value: isControl(el) ? el.value : '' }) }));
   }
 
   const listen = (type, fn) => document.addEventListener(type, (e) => safe(() => fn(e), `${type} handler`));
-  listen('click', (e) => onClick(e, 'click'));
-  listen('dblclick', (e) => onClick(e, 'dblclick'));
-  listen('submit', onSubmit);
-  listen('input', onChange);
-  listen('change', onChange);
-  listen('compositionend', onChange); // the input events during an IME composition were skipped
-  listen('keydown', (e) => onKey(e, 'keydown'));
-  listen('keyup', (e) => onKey(e, 'keyup'));
-  listen('focusin', (e) => onFocus(e, 'focus'));
-  listen('focusout', (e) => onFocus(e, 'blur'));
+  listen(EV.click, (e) => onClick(e, TYPE.click));
+  listen(EV.dblclick, (e) => onClick(e, TYPE.dblclick));
+  listen(EV.submit, onSubmit);
+  listen(EV.input, onChange);
+  listen(EV.change, onChange);
+  listen(EV.compositionend, onChange); // the input events during an IME composition were skipped
+  listen(EV.keydown, (e) => onKey(e, TYPE.keydown));
+  listen(EV.keyup, (e) => onKey(e, TYPE.keyup));
+  listen(EV.focusin, (e) => onFocus(e, TYPE.focus));
+  listen(EV.focusout, (e) => onFocus(e, TYPE.blur));
 
-  window.addEventListener('popstate', () => { for (const v of views.values()) v.pushParams(location.href); });
-  document.addEventListener('visibilitychange', () => {
+  window.addEventListener(EV.popstate, () => { for (const v of views.values()) v.pushParams(location.href); });
+  document.addEventListener(EV.visibilitychange, () => {
     if (document.hidden || !socket) return;
     if (socket.waitVisible) { socket.waitVisible = false; socket.connect(); }
     for (const v of views.values()) if (v.waitVisible) v.join();
   });
-  window.addEventListener('pagehide', () => { if (socket) socket.unloading = true; });
-  window.addEventListener('pageshow', (e) => { // back from the bfcache
+  window.addEventListener(EV.pagehide, () => { if (socket) socket.unloading = true; });
+  window.addEventListener(EV.pageshow, (e) => { // back from the bfcache
     if (e.persisted && socket) { socket.unloading = false; socket.connect(); }
   });
 
@@ -1024,7 +1120,7 @@
   const script = document.currentScript;
 
   function socketURL(path) {
-    const u = new URL(path || '/live/websocket', location.href);
+    const u = new URL(path || SOCKET_PATH, location.href);
     if (u.protocol === 'http:') u.protocol = 'ws:';
     else if (u.protocol === 'https:') u.protocol = 'wss:';
     return u.href;
@@ -1033,12 +1129,12 @@
   /** Finds the views and connects (idempotent; also resumes after Live.disconnect()). */
   function connect() {
     if (!socket) {
-      const s = script && script.hasAttribute('data-live-socket') ? script : document.querySelector('script[data-live-socket]');
-      socket = new Socket(socketURL(s && s.getAttribute('data-live-socket')));
+      const s = script && script.hasAttribute(ATTR.socket) ? script : document.querySelector(`script[${ATTR.socket}]`);
+      socket = new Socket(socketURL(s && s.getAttribute(ATTR.socket)));
     }
     socket.stopped = false;
-    for (const el of document.querySelectorAll('[data-live-root]')) {
-      if (!el.id) console.error('live: a [data-live-root] needs an id', el);
+    for (const el of document.querySelectorAll(`[${ATTR.root}]`)) {
+      if (!el.id) console.error(`live: a [${ATTR.root}] needs an id`, el);
       else if (!views.has(el.id)) views.set(el.id, new View(el, socket));
     }
     if (views.size) socket.connect();
@@ -1052,15 +1148,8 @@
     socket.drop();
   }
 
-  const internals = {
-    fnv1a, applyTextOps, applyRowOps, applyDiff, checkRendered, renderModel, modelLength, staticsHash, Fresh,
-    morph, collectFields, liveValues, DiffError,
-    reload: () => location.reload(), // replaceable in tests
-    assign: (url) => location.assign(url), // replaceable in tests
-  };
+  window.Live = { get socket() { return socket; }, views, connect, disconnect, morph, navigation };
 
-  window.Live = { get socket() { return socket; }, views, connect, disconnect, _internals: internals };
-
-  if (document.readyState === 'loading') document.addEventListener('DOMContentLoaded', connect);
+  if (document.readyState === 'loading') document.addEventListener(EV.ready, connect);
   else connect();
 })();
