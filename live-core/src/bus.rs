@@ -389,7 +389,10 @@ pub(crate) async fn start_consumer(
                 match parts.push(msg.headers.as_ref(), &msg.payload, cap) {
                     Received::Partial => {}
                     Received::Txn(raw) => {
-                        applier.apply(&raw, &fanout, &status);
+                        if let Some(txn) = applier.apply(&raw, &status) {
+                            fanout.dispatch(txn);
+                            status.count_transaction();
+                        }
                     }
                     Received::Broken(why) => {
                         tracing::error!(reason = %why, "a bus message cannot be applied; every view reloads");

@@ -18,9 +18,10 @@ use std::sync::{Arc, Mutex, MutexGuard};
 
 use tokio::sync::mpsc;
 
+use crate::pg::Snapshot;
+use crate::pg::pgoutput::Cell;
 use crate::replication::change::{ChangeKind, RowChange, Txn};
-use crate::replication::pgoutput::Cell;
-use crate::watch::{ALL_ROWS, HeldRows, Key, WatchTypeInfo, WatchTypes};
+use crate::row::{ALL_ROWS, HeldRows, Key, Registry, WatchTypeInfo, WatchTypes};
 
 /// A connected view's id in the fan-out.
 pub(crate) type ViewId = u64;
@@ -84,44 +85,6 @@ pub(crate) struct StreamDelivery {
     pub op: StreamOp,
 }
 
-/// A load fence: the snapshot a view's rows were read in (`pg_current_snapshot()`).
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub(crate) struct Snapshot {
-    xmin: u64,
-    xmax: u64,
-    xip: Vec<u64>,
-}
-
-impl Snapshot {
-    /// Parses `xmin:xmax:xip,xip…`.
-    pub(crate) fn parse(s: &str) -> Option<Snapshot> {
-        let mut parts = s.trim().splitn(3, ':');
-        let xmin = parts.next()?.parse().ok()?;
-        let xmax = parts.next()?.parse().ok()?;
-        let xip = match parts.next() {
-            Some("") | None => Vec::new(),
-            Some(list) => list
-                .split(',')
-                .map(|x| x.parse().ok())
-                .collect::<Option<Vec<u64>>>()?,
-        };
-        Some(Snapshot { xmin, xmax, xip })
-    }
-
-    /// Whether a transaction (by its 32-bit xid from the Begin message) was committed and
-    /// visible in this snapshot (`pg_visible_in_snapshot` semantics).
-    pub(crate) fn sees(&self, xid: u32) -> bool {
-        let full = widen(xid, self.xmax);
-        full < self.xmin || (full < self.xmax && !self.xip.contains(&full))
-    }
-}
-
-/// Widens a 32-bit xid to the 64-bit xid closest to `reference`.
-fn widen(xid: u32, reference: u64) -> u64 {
-    let diff = xid.wrapping_sub(reference as u32) as i32 as i64;
-    (reference as i64).wrapping_add(diff) as u64
-}
-
 /// The loaded rows did not cover a gap: the ring no longer holds changes since the load began.
 #[derive(Debug)]
 pub(crate) struct Gap;
@@ -179,8 +142,6 @@ struct State {
     next_seq: u64,
     ring: VecDeque<Arc<Txn>>,
     ring_bytes: usize,
-    types: HashMap<TypeId, WatchTypeInfo>,
-    tables: HashMap<(String, String), Vec<TypeId>>,
     views: HashMap<ViewId, ViewEntry>,
     /// `(type, column, value) → views`: who receives a row whose column has that value.
     by_key: HashMap<IndexKey, KeyEntry>,
@@ -221,6 +182,8 @@ impl Default for FanoutLimits {
 /// The routing tables, shared by the listener (dispatch) and view sessions (subscribe).
 pub(crate) struct Fanout {
     state: Mutex<State>,
+    /// The watched row types (shared with the applier).
+    registry: Arc<Registry>,
     limits: FanoutLimits,
     next_id: AtomicU64,
 }
@@ -308,9 +271,10 @@ fn route_keys(
 }
 
 impl Fanout {
-    pub(crate) fn new(limits: FanoutLimits) -> Self {
+    pub(crate) fn new(limits: FanoutLimits, registry: Arc<Registry>) -> Self {
         Fanout {
             state: Mutex::new(State::default()),
+            registry,
             limits,
             next_id: AtomicU64::new(1),
         }
@@ -324,31 +288,12 @@ impl Fanout {
 
     /// Registers row types (idempotent).
     pub(crate) fn register_types(&self, types: &WatchTypes) {
-        let mut st = self.lock();
-        for t in &types.types {
-            if st.types.contains_key(&t.type_id) {
-                continue;
-            }
-            st.types.insert(t.type_id, t.clone());
-            st.tables
-                .entry((t.schema.to_string(), t.table.to_string()))
-                .or_default()
-                .push(t.type_id);
-        }
+        self.registry.add(types);
     }
 
-    /// Every registered row type.
-    pub(crate) fn types(&self) -> Vec<WatchTypeInfo> {
-        self.lock().types.values().cloned().collect()
-    }
-
-    /// The id column of the watched table, if any type watches it.
-    pub(crate) fn id_column(&self, schema: &str, table: &str) -> Option<&'static str> {
-        let st = self.lock();
-        let tys = st.tables.get(&(schema.to_string(), table.to_string()))?;
-        tys.first()
-            .and_then(|t| st.types.get(t))
-            .map(|i| i.id_column)
+    /// The registry of watched row types.
+    pub(crate) fn registry(&self) -> &Arc<Registry> {
+        &self.registry
     }
 
     /// The sequence number the next transaction will get: taken before a view loads rows.
@@ -429,12 +374,12 @@ impl Fanout {
             .iter()
             .map(|(slot, _, id, _)| (*slot, id.clone()))
             .collect();
+        let reg = self.registry.read();
+        let (types, tables) = (&reg.by_type, &reg.by_table);
         let State {
             by_key,
             ids,
-            types,
             ring,
-            tables,
             next_seq,
             columns,
             ..
@@ -534,9 +479,9 @@ impl Fanout {
 
         let mut out: HashMap<ViewId, Vec<Item>> = HashMap::new();
         let mut stream_out: Vec<(u64, StreamDelivery)> = Vec::new();
+        let reg = self.registry.read();
+        let (types, tables) = (&reg.by_type, &reg.by_table);
         let State {
-            types,
-            tables,
             by_key,
             ids,
             streams,
@@ -935,7 +880,7 @@ mod tests {
 
     #[test]
     fn key_set_changes_touch_only_the_keys_that_changed() {
-        let f = Fanout::new(FanoutLimits::default());
+        let f = Fanout::new(FanoutLimits::default(), Arc::default());
         let mb = f.add_view();
         let ty = TypeId::of::<u8>();
         let k = |v: &str| (0u16, ty, "id", Key::from(v));
@@ -964,8 +909,8 @@ mod tests {
 
     /// An update of row `id` to `k = key` under the default replica identity (no old row).
     fn moved(xid: u32, id: &str, key: &str) -> Txn {
+        use crate::pg::pgoutput::{Cell, Column, Relation};
         use crate::replication::change::{RowChange, TxnBuilder};
-        use crate::replication::pgoutput::{Cell, Column, Relation};
         let col = |name: &str, is_key| Column {
             name: name.into(),
             type_oid: 20,
@@ -1002,8 +947,8 @@ mod tests {
     /// dispatch left it, which kept it forever (a ghost row).
     #[test]
     fn a_view_ahead_of_dispatch_does_not_hide_other_holders_of_a_row() {
-        let f = Fanout::new(FanoutLimits::default());
-        let mut types = crate::watch::WatchTypes::default();
+        let f = Fanout::new(FanoutLimits::default(), Arc::default());
+        let mut types = crate::row::WatchTypes::default();
         types.add::<Row>();
         f.register_types(&types);
         let ty = TypeId::of::<Row>();
@@ -1033,37 +978,5 @@ mod tests {
         f.dispatch(moved(12, "12", "2"));
         assert_eq!(ops(&mut c), vec![Op::Upsert]);
         assert!(ops(&mut a).is_empty());
-    }
-
-    #[test]
-    fn snapshot_visibility() {
-        let s = Snapshot::parse("100:105:101,103").unwrap();
-        assert!(s.sees(99));
-        assert!(s.sees(100));
-        assert!(!s.sees(101));
-        assert!(s.sees(102));
-        assert!(!s.sees(103));
-        assert!(s.sees(104));
-        assert!(!s.sees(105));
-        assert!(!s.sees(200));
-        let empty = Snapshot::parse("7:7:").unwrap();
-        assert!(empty.sees(6));
-        assert!(!empty.sees(7));
-        assert!(Snapshot::parse("x:1:").is_none());
-    }
-
-    #[test]
-    fn widen_across_epochs() {
-        // A snapshot in epoch 1, just after wraparound; xid 0xFFFF_FFF0 is from epoch 0.
-        let xmax = (1u64 << 32) + 5;
-        assert_eq!(widen(0xFFFF_FFF0, xmax), 0xFFFF_FFF0);
-        assert_eq!(widen(3, xmax), (1 << 32) + 3);
-        let s = Snapshot {
-            xmin: xmax,
-            xmax,
-            xip: vec![],
-        };
-        assert!(s.sees(0xFFFF_FFF0));
-        assert!(!s.sees(9));
     }
 }

@@ -87,37 +87,42 @@ pub mod docs {
 
 #[cfg(feature = "nats")]
 mod bus;
+mod config;
 mod diff;
 mod fanout;
+mod pg;
 pub mod postgres;
 mod protocol;
 mod pubsub;
 mod render;
 pub mod replication;
-mod router;
-mod session;
+mod row;
+mod runtime;
+mod server;
 mod socket;
+mod task;
 #[cfg(feature = "testing")]
 pub mod testing;
 mod token;
 mod view;
 pub mod watch;
 
+pub use config::LiveConfig;
 pub use live_macros::{Assigns, Watch};
 pub use maud::{DOCTYPE, Markup, PreEscaped, html};
 pub use pubsub::BroadcastError;
 pub use render::{Keyed, keyed};
 pub use replication::{ListenerStatus, SyncConfig, SyncError, TxnMark, mark_transaction};
-pub use router::{
-    ChangesBuilder, Health, Live, LiveBuilder, LiveConfig, LiveError, Page, RouterExt, ServeConfig,
-    serve, serve_until, serve_with, shutdown_signal,
+pub use row::{Key, KeyValue, Watch};
+pub use server::{
+    ChangesBuilder, Health, Live, LiveBuilder, LiveError, Page, RouterExt, ServeConfig, serve,
+    serve_until, serve_with, shutdown_signal,
 };
 pub use token::{Session, TokenError};
 pub use view::{
     Assigns, Ctx, Event, EventKind, LiveView, Mount, Params, SyncCtx, ViewError, ViewGone,
     ViewHandle,
 };
-pub use watch::{Key, KeyValue, Watch};
 
 /// Hooks for the benchmarks (`benches/`). Not part of the public API.
 #[doc(hidden)]
@@ -183,15 +188,18 @@ pub mod __bench {
         use std::sync::Arc;
 
         use crate::fanout::{Fanout, FanoutLimits};
+        use crate::pg::pgoutput::{Cell, Column, Relation};
         use crate::replication::change::{ChangeKind, RowChange, TxnBuilder};
-        use crate::replication::pgoutput::{Cell, Column, Relation};
-        use crate::watch::{HeldRows, Key, WatchTypes};
+        use crate::row::{HeldRows, Key, WatchTypes};
 
-        let fanout = Fanout::new(FanoutLimits {
-            mailbox: rounds + 1,
-            mailbox_bytes: usize::MAX,
-            ..FanoutLimits::default()
-        });
+        let fanout = Fanout::new(
+            FanoutLimits {
+                mailbox: rounds + 1,
+                mailbox_bytes: usize::MAX,
+                ..FanoutLimits::default()
+            },
+            Arc::default(),
+        );
         let mut types = WatchTypes::default();
         types.add::<BenchRow>();
         fanout.register_types(&types);
@@ -267,9 +275,9 @@ pub mod __bench {
         }
 
         fn decode(
-            row: &crate::watch::RowData<'_>,
+            row: &crate::row::RowData<'_>,
             base: Option<&Self>,
-        ) -> Result<Self, crate::watch::DecodeError> {
+        ) -> Result<Self, crate::row::DecodeError> {
             Ok(BenchRow {
                 id: row.field("id", base.map(|b| &b.id))?,
             })
@@ -280,9 +288,9 @@ pub mod __bench {
 /// Items the derive macros refer to. Not part of the public API.
 #[doc(hidden)]
 pub mod __private {
-    pub use crate::watch::{
-        ApplyError, ChangeBatch, DecodeError, HeldRows, KeyByValue, KeyNever, KeyOf, RowData,
-        SameByEq, SameField, SameNever, Scopes, WatchTypes, WatchedAssign, apply_changes,
-        has_column, keys_of, str_eq,
+    pub use crate::row::{
+        DecodeError, HeldRows, KeyByValue, KeyNever, KeyOf, RowData, SameByEq, SameField,
+        SameNever, WatchTypes, has_column, keys_of, str_eq,
     };
+    pub use crate::watch::{ApplyError, ChangeBatch, Scopes, WatchedAssign, apply_changes};
 }

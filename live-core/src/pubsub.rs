@@ -116,31 +116,10 @@ impl Topics {
     }
 }
 
-/// A delivery to one view: the JSON decodes into its message type and goes to its
-/// `handle_info`. An empty payload only asks whether the view is still there.
-pub(crate) fn deliver_to<M>(handle: crate::view::ViewHandle<M>, topic: &str) -> Deliver
-where
-    M: serde::de::DeserializeOwned + Send + 'static,
-{
-    let topic = topic.to_string();
-    Box::new(move |bytes: &[u8]| {
-        if bytes.is_empty() {
-            return !handle.is_closed();
-        }
-        match serde_json::from_slice::<M>(bytes) {
-            Ok(msg) => handle.send(msg).is_ok(),
-            Err(e) => {
-                tracing::warn!(topic = %topic, error = %e, "a broadcast does not decode into the view's message type; dropped for this view");
-                !handle.is_closed()
-            }
-        }
-    })
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::view::ViewHandle;
+    use crate::view::{ViewHandle, deliver_to};
 
     #[tokio::test]
     async fn local_delivery_decodes_and_sweeps_views_that_are_gone() {

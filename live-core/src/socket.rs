@@ -18,8 +18,8 @@ use tokio_tungstenite::tungstenite::protocol::frame::coding::CloseCode;
 use tokio_tungstenite::tungstenite::{self, Message};
 
 use crate::protocol::{self, Inbound, Reason, error_reply, frame, reply};
-use crate::router::{Runtime, spawn_view};
-use crate::session::{JoinRequest, OutFrame, Outbound, Queued, ToView};
+use crate::runtime::Runtime;
+use crate::task::{JoinRequest, OutFrame, Outbound, Queued, ToView, Views};
 use crate::token::{TokenError, ViewToken};
 use crate::view::{Event, EventKind};
 
@@ -58,6 +58,7 @@ struct Budget {
 /// client does not take within the write timeout closes the connection.
 pub(crate) async fn serve_socket<S: Clone + Send + Sync + 'static>(
     rt: Arc<Runtime<S>>,
+    views: Arc<Views<S>>,
     mut ws: Ws,
 ) {
     let cfg = &rt.config;
@@ -80,7 +81,7 @@ pub(crate) async fn serve_socket<S: Clone + Send + Sync + 'static>(
                 match msg {
                     None | Some(Ok(Message::Close(_))) => break,
                     Some(Ok(Message::Text(text))) => {
-                        Box::pin(handle_text(&rt, text.as_str(), &mut topics, &out, &budget, &mut replies)).await;
+                        Box::pin(handle_text(&rt, &views, text.as_str(), &mut topics, &out, &budget, &mut replies)).await;
                     }
                     Some(Ok(Message::Binary(_))) => {
                         tracing::warn!("binary frame refused");
@@ -186,6 +187,7 @@ fn error_frame(reason: Reason, detail: &str) -> String {
 
 async fn handle_text<S: Clone + Send + Sync + 'static>(
     rt: &Arc<Runtime<S>>,
+    views: &Views<S>,
     text: &str,
     topics: &mut HashMap<String, Topic>,
     out: &Outbound,
@@ -222,7 +224,7 @@ async fn handle_text<S: Clone + Send + Sync + 'static>(
         "heartbeat" if f.topic == "phoenix" => {
             replies.push(reply(None, mr, "phoenix", true, "{}"));
         }
-        "join" => join(rt, f, topics, out, budget, replies),
+        "join" => join(rt, views, f, topics, out, budget, replies),
         "leave" => {
             let removed = topics
                 .get(&f.topic)
@@ -334,6 +336,7 @@ fn to_view(f: &Inbound) -> Result<ToView, &'static str> {
 
 fn join<S: Clone + Send + Sync + 'static>(
     rt: &Arc<Runtime<S>>,
+    views: &Views<S>,
     f: Inbound,
     topics: &mut HashMap<String, Topic>,
     out: &Outbound,
@@ -414,7 +417,7 @@ fn join<S: Clone + Send + Sync + 'static>(
         out: out.clone(),
         socket_mounts: budget.mounts.clone(),
     };
-    match spawn_view(rt, req) {
+    match views.spawn(rt, req) {
         Ok(()) => {
             topics.insert(f.topic, Topic { join_ref, tx });
         }

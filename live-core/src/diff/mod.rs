@@ -456,7 +456,7 @@ pub(crate) fn encode_diff(
     Patch::Diff(out)
 }
 
-fn write_opt_key(out: &mut String, k: &Option<crate::watch::Key>) {
+fn write_opt_key(out: &mut String, k: &Option<crate::row::Key>) {
     match k {
         Some(k) => json_str(out, k.as_str()),
         None => out.push_str("null"),

@@ -27,7 +27,7 @@ use std::sync::{Arc, OnceLock, Weak};
 
 use maud::{Markup, PreEscaped};
 
-use crate::watch::{Key, KeyValue};
+use crate::row::{Key, KeyValue};
 
 /// The HTML of one row, shared between views.
 #[derive(Debug)]

@@ -1,17 +1,17 @@
 //! Turning a committed [`RawTxn`] into a folded [`Txn`] for this node's fan-out: decode the
-//! pgoutput messages, keep the relations' descriptions, fold changes per row, dispatch. One
-//! node runs it on what its listener streamed; with a bus, every node runs it on what it
-//! consumes, so each node decodes into its own `Watch` types.
+//! pgoutput messages, keep the relations' descriptions, fold changes per row. One node runs it
+//! on what its listener streamed; with a bus, every node runs it on what it consumes, so each
+//! node decodes into its own `Watch` types. The caller dispatches the result.
 
 use std::collections::HashMap;
 use std::sync::Arc;
 use std::sync::atomic::Ordering;
 
 use super::ListenerStatus;
-use super::change::{ChangeKind, RowChange, TxnBuilder, fill_unchanged_from_old};
-use super::pgoutput::{self, Message, Relation};
+use super::change::{ChangeKind, RowChange, Txn, TxnBuilder, fill_unchanged_from_old};
 use super::raw::{RawItem, RawTxn};
-use crate::fanout::Fanout;
+use crate::pg::pgoutput::{self, Message, Relation};
+use crate::row::Registry;
 
 /// What a node knows between transactions.
 pub(crate) struct Applier {
@@ -24,11 +24,14 @@ pub(crate) struct Applier {
     /// End LSN of the last transaction applied: one at or below it is a duplicate.
     last_applied: u64,
     max_transaction_bytes: usize,
+    /// The watched types (which tables, which id columns).
+    registry: Arc<Registry>,
 }
 
 impl Applier {
-    pub(crate) fn new(slot: &str, max_transaction_bytes: usize) -> Self {
+    pub(crate) fn new(slot: &str, max_transaction_bytes: usize, registry: Arc<Registry>) -> Self {
         Applier {
+            registry,
             slot: slot.to_string(),
             relations: HashMap::new(),
             raw_relations: HashMap::new(),
@@ -44,10 +47,11 @@ impl Applier {
         decoded
     }
 
-    /// Decodes, folds and dispatches `raw`; returns false for a duplicate (already applied).
-    pub(crate) fn apply(&mut self, raw: &RawTxn, fanout: &Fanout, status: &ListenerStatus) -> bool {
+    /// Decodes and folds `raw`: `None` for a duplicate (already applied), a quiet transaction
+    /// or one that touches no watched row; else the transaction to dispatch.
+    pub(crate) fn apply(&mut self, raw: &RawTxn, status: &ListenerStatus) -> Option<Txn> {
         if raw.end_lsn <= self.last_applied {
-            return false;
+            return None;
         }
         let mut b = TxnBuilder::new(raw.xid, self.max_transaction_bytes);
         if raw.reload_all {
@@ -60,11 +64,11 @@ impl Applier {
             if self.raw_relations.get(&id) == Some(def) {
                 continue;
             }
-            self.pg_message(def, fanout, status, &mut b);
+            self.pg_message(def, status, &mut b);
         }
         for item in &raw.items {
             match item {
-                RawItem::Pg(bytes) => self.pg_message(bytes, fanout, status, &mut b),
+                RawItem::Pg(bytes) => self.pg_message(bytes, status, &mut b),
                 RawItem::Mark(m) => b.mark(*m),
             }
         }
@@ -76,34 +80,27 @@ impl Applier {
         }
         let quiet = b.is_quiet();
         let txn = b.finish(raw.end_lsn, raw.commit_time_micros);
+        self.last_applied = raw.end_lsn;
+        status.last_lsn.store(raw.end_lsn, Ordering::Release);
         if quiet {
             tracing::debug!(
                 xid = txn.xid,
                 changes = txn.changes.len(),
                 "a quiet transaction"
             );
-        } else if !txn.changes.is_empty() || !txn.reload_tables.is_empty() || txn.reload_all {
-            fanout.dispatch(txn);
-            status.transactions.fetch_add(1, Ordering::Relaxed);
+            return None;
         }
-        self.last_applied = raw.end_lsn;
-        status.last_lsn.store(raw.end_lsn, Ordering::Release);
-        true
+        let touches = !txn.changes.is_empty() || !txn.reload_tables.is_empty() || txn.reload_all;
+        touches.then_some(txn)
     }
 
-    fn pg_message(
-        &mut self,
-        bytes: &[u8],
-        fanout: &Fanout,
-        status: &ListenerStatus,
-        b: &mut TxnBuilder,
-    ) {
+    fn pg_message(&mut self, bytes: &[u8], status: &ListenerStatus, b: &mut TxnBuilder) {
         match self.decode(bytes) {
             Ok(msg) => {
                 if let Message::Relation(rel) = &msg {
                     self.raw_relations.insert(rel.id, bytes.to_vec());
                 }
-                handle_message(msg, &mut self.relations, fanout, status, b);
+                handle_message(msg, &mut self.relations, &self.registry, status, b);
             }
             Err(e) => {
                 // Its rows cannot be routed: every view of every watched table reloads once
@@ -127,7 +124,7 @@ struct Incoming {
 fn handle_message(
     msg: Message,
     relations: &mut HashMap<u32, Arc<Relation>>,
-    fanout: &Fanout,
+    registry: &Registry,
     status: &ListenerStatus,
     b: &mut TxnBuilder,
 ) {
@@ -192,7 +189,7 @@ fn handle_message(
         return reload_unknown(b, change.rel);
     };
     // The id column of a watched table (no type watches it: skip the row).
-    let Some(id_column) = fanout.id_column(&r.schema, &r.name) else {
+    let Some(id_column) = registry.read().id_column(&r.schema, &r.name) else {
         return;
     };
     match r.column_index(id_column) {

@@ -5,9 +5,9 @@ use std::any::{Any, TypeId};
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
 
-use super::pgoutput::{Cell, Relation, Tuple, tuple_size};
-use super::value::Value;
-use crate::watch::{DecodeError, RowData, Watch};
+use crate::pg::pgoutput::{Cell, Relation, Tuple, tuple_size};
+use crate::pg::value::Value;
+use crate::row::{DecodeError, RowData, Watch};
 
 /// What happened to a row.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -124,7 +124,7 @@ impl RowChange {
         }
         let result = self.decode_with_base::<T>(None).map(|row| {
             // One Arc per row version on the node: an equal version a view loaded is reused.
-            let shared: SharedRow = crate::watch::shared::share::<T>(row);
+            let shared: SharedRow = crate::row::shared::share::<T>(row);
             shared
         });
         cache.push((ty, result.clone()));

@@ -14,14 +14,13 @@
 //!   `bytea_output=hex` and `IntervalStyle=postgres`, so values decode the same way every time.
 //!
 //! `pgwire-replication` speaks the replication protocol (sqlx cannot); this module adds the
-//! pgoutput decoder ([`pgoutput`]), the value decoder ([`value`]) and the reconnect loop.
+//! reconnect loop, the standby wait, and hands committed transactions to a [`Sink`]. Decoding
+//! the messages is `pg::pgoutput` (pure); folding them per row is [`apply`].
 
 pub(crate) mod apply;
 pub(crate) mod change;
-pub mod pgoutput;
 pub(crate) mod raw;
 pub(crate) mod setup;
-pub mod value;
 
 #[cfg(feature = "testing")]
 pub(crate) mod faults;
@@ -35,8 +34,7 @@ use futures_util::future::BoxFuture;
 use pgwire_replication::{Lsn, ReplicationClient, ReplicationConfig, ReplicationEvent, TlsConfig};
 use tracing::Instrument;
 
-use crate::fanout::Fanout;
-use apply::Applier;
+use crate::pg::pgoutput;
 pub use change::{TxnMark, mark_transaction};
 use raw::{RawBuilder, RawTxn};
 
@@ -335,20 +333,6 @@ pub(crate) struct SinkError(pub String);
 pub(crate) trait Sink: Send {
     /// Hands on `raw`; the listener acknowledges its LSN once this returns `Ok`.
     fn commit<'a>(&'a mut self, raw: RawTxn) -> BoxFuture<'a, Result<(), SinkError>>;
-}
-
-/// One node: transactions go straight to this node's fan-out.
-pub(crate) struct LocalSink {
-    pub applier: Applier,
-    pub fanout: Arc<Fanout>,
-    pub status: Arc<ListenerStatus>,
-}
-
-impl Sink for LocalSink {
-    fn commit<'a>(&'a mut self, raw: RawTxn) -> BoxFuture<'a, Result<(), SinkError>> {
-        self.applier.apply(&raw, &self.fanout, &self.status);
-        Box::pin(std::future::ready(Ok(())))
-    }
 }
 
 /// Backoff of a standby between looks at the slot: 100 ms doubling to 500 ms, each with

@@ -4,7 +4,7 @@
 use sqlx::{PgPool, Row};
 
 use super::{SyncConfig, SyncError};
-use crate::watch::WatchTypeInfo;
+use crate::row::WatchTypeInfo;
 
 fn setup(msg: String) -> SyncError {
     SyncError::Setup(msg)

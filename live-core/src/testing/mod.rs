@@ -33,7 +33,6 @@
 //! ```
 
 use std::collections::BTreeMap;
-use std::marker::PhantomData;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -44,10 +43,9 @@ use tokio::sync::mpsc;
 use crate::Live;
 pub use crate::diff::client::{ClientModel, Mismatch};
 pub use crate::postgres::LocalPostgres;
-use crate::session::{
-    JoinRequest, OutFrame, Outbound, Queued, Spawner, ToView, ViewSpawner, params_for,
-};
+use crate::task::{JoinRequest, OutFrame, Outbound, Queued, ToView};
 use crate::token::{Session, ViewToken};
+use crate::view::params_for;
 use crate::view::{Event, EventKind, LiveView};
 
 /// Why a test step failed.
@@ -143,7 +141,9 @@ impl TestView {
             out: out_tx,
             socket_mounts: Arc::new(tokio::sync::Semaphore::new(2)),
         };
-        Spawner::<V>(PhantomData).spawn(live.rt.clone(), req);
+        live.views
+            .spawn(&live.rt, req)
+            .map_err(|route| TestError::Reply(format!("no view at {route}")))?;
         let mut view = TestView {
             inbox: inbox_tx,
             out,
@@ -438,5 +438,5 @@ pub fn fail_next_relation(slot: &str, table: &str) {
 /// version of the row holds the same `Arc` (0 when no view holds it).
 pub fn row_holders<T: crate::Watch>(id: impl crate::KeyValue) -> usize {
     id.to_key()
-        .map_or(0, |k| crate::watch::shared::holders::<T>(&k))
+        .map_or(0, |k| crate::row::shared::holders::<T>(&k))
 }

@@ -2,7 +2,7 @@
 
 use std::sync::Arc;
 
-use super::{HeldRows, Watch};
+use crate::row::{HeldRows, Watch, shared};
 
 /// An assign that holds watched rows: a list (`Vec<Arc<T>>`, `Vec<T>`) or a single row
 /// (`Option<Arc<T>>`, `Option<T>`, `Arc<T>`), where `T: Watch`.
@@ -95,7 +95,7 @@ impl<T: Watch> WatchedAssign for Vec<Arc<T>> {
 
     fn share(&mut self) {
         for r in self.iter_mut() {
-            *r = super::shared::share(r.clone());
+            *r = shared::share(r.clone());
         }
     }
 }
@@ -171,7 +171,7 @@ impl<T: Watch> WatchedAssign for Option<Arc<T>> {
 
     fn share(&mut self) {
         if let Some(r) = self {
-            *r = super::shared::share(r.clone());
+            *r = shared::share(r.clone());
         }
     }
 }
@@ -248,6 +248,6 @@ impl<T: Watch> WatchedAssign for Arc<T> {
     }
 
     fn share(&mut self) {
-        *self = super::shared::share(self.clone());
+        *self = shared::share(self.clone());
     }
 }

@@ -8,9 +8,9 @@ use std::sync::atomic::{AtomicBool, Ordering};
 
 use tokio::sync::mpsc;
 
-use super::{DecodeError, Watch};
 use crate::fanout::{Fanout, StreamDelivery, StreamFilter, StreamOp};
 use crate::replication::change::DecodeFailure;
+use crate::row::{DecodeError, Watch};
 
 /// A committed change of a row of `T`.
 pub enum Change<T: Watch> {

@@ -1,0 +1,278 @@
+//! What handlers get: [`Mount`] (mount and reload), [`Ctx`] (events, messages, params),
+//! [`SyncCtx`] (sync hooks), and [`ViewHandle`] (messages from other tasks).
+
+use std::time::Duration;
+
+use serde::Serialize;
+use sqlx::PgConnection;
+use tokio::sync::mpsc;
+
+use super::{DbSlot, LiveView, Params, ViewError};
+use crate::token::Session;
+
+/// What `mount` (and `reload`) gets.
+pub struct Mount<'a, V: LiveView> {
+    pub(crate) state: &'a V::State,
+    pub(crate) params: &'a Params,
+    pub(crate) session: &'a Session,
+    pub(crate) connected: bool,
+    pub(crate) db: &'a mut DbSlot,
+}
+
+impl<V: LiveView> Mount<'_, V> {
+    /// The application state.
+    pub fn state(&self) -> &V::State {
+        self.state
+    }
+
+    /// The URL parameters.
+    pub fn params(&self) -> &Params {
+        self.params
+    }
+
+    /// The server-side session.
+    pub fn session(&self) -> &Session {
+        self.session
+    }
+
+    /// Whether this is the connected mount (websocket) rather than the first render (GET).
+    pub fn is_connected(&self) -> bool {
+        self.connected
+    }
+
+    /// A connection inside this mount's transaction (`REPEATABLE READ`: every query sees the
+    /// same snapshot). Load watched rows through it.
+    pub async fn db(&mut self) -> Result<&mut PgConnection, ViewError> {
+        self.db.begin().await
+    }
+}
+
+/// Something a handler asked the browser to do.
+#[derive(Debug, Clone)]
+pub(crate) enum Push {
+    Patch {
+        to: String,
+        replace: bool,
+    },
+    Redirect {
+        to: String,
+    },
+    Event {
+        name: String,
+        payload: serde_json::Value,
+    },
+}
+
+/// What event, message and params handlers get.
+pub struct Ctx<'a, V: LiveView> {
+    pub(crate) state: &'a V::State,
+    pub(crate) session: &'a Session,
+    pub(crate) info: &'a mut InfoSlot<V::Message>,
+    pub(crate) pushes: &'a mut Vec<Push>,
+    /// The node's topics (`None` in the first, static render: nothing to subscribe).
+    pub(crate) topics: Option<&'a crate::pubsub::Topics>,
+}
+
+/// A view's `handle_info` channel, created the first time a handler asks for it (most views
+/// never do, and an idle view should cost little).
+pub(crate) struct InfoSlot<M> {
+    handle: Option<ViewHandle<M>>,
+    pub(crate) rx: Option<mpsc::UnboundedReceiver<Box<M>>>,
+    /// Topics this view subscribed to (once each).
+    topics: Vec<String>,
+}
+
+impl<M: Send + 'static> InfoSlot<M> {
+    pub(crate) fn new() -> Self {
+        InfoSlot {
+            handle: None,
+            rx: None,
+            topics: Vec::new(),
+        }
+    }
+
+    fn handle(&mut self) -> ViewHandle<M> {
+        if let Some(h) = &self.handle {
+            return h.clone();
+        }
+        let (h, rx) = ViewHandle::new();
+        self.handle = Some(h.clone());
+        self.rx = Some(rx);
+        h
+    }
+}
+
+impl<V: LiveView> Ctx<'_, V> {
+    /// The application state.
+    pub fn state(&self) -> &V::State {
+        self.state
+    }
+
+    /// The server-side session.
+    pub fn session(&self) -> &Session {
+        self.session
+    }
+
+    /// A handle to send this view messages from other tasks (`handle_info`).
+    pub fn handle(&mut self) -> ViewHandle<V::Message> {
+        self.info.handle()
+    }
+
+    /// Sends this view `msg` after `delay` (a timer).
+    pub fn send_after(&mut self, delay: Duration, msg: V::Message) {
+        self.info.handle().send_after(delay, msg);
+    }
+
+    /// Subscribes this view to `topic`: every [`Live::broadcast`](crate::Live::broadcast) to
+    /// it, from this node or (with a bus) any other, reaches `handle_info` as a
+    /// `V::Message` decoded from JSON. Subscribe in `handle_params` (it runs after every
+    /// connected mount); in the first, static render it does nothing. A topic is 1 to 256
+    /// printable ASCII characters without spaces (`room:lobby`); topics are server-side
+    /// names: never build one from what a client sent without checking it.
+    ///
+    /// ```
+    /// # use live_core::{Assigns, Ctx, LiveView, Markup, Mount, Params, ViewError, html};
+    /// #[derive(Assigns)]
+    /// struct Room { last: Option<String> }
+    /// impl LiveView for Room {
+    ///     type State = ();
+    ///     type Message = String;
+    ///     async fn mount(_: &mut Mount<'_, Self>) -> Result<Self, ViewError> { Ok(Room { last: None }) }
+    ///     async fn handle_params(&mut self, _: &Params, ctx: &mut Ctx<'_, Self>) -> Result<(), ViewError> {
+    ///         ctx.subscribe("room:lobby");
+    ///         Ok(())
+    ///     }
+    ///     async fn handle_info(&mut self, msg: String, _: &mut Ctx<'_, Self>) -> Result<(), ViewError> {
+    ///         self.last = Some(msg);
+    ///         Ok(())
+    ///     }
+    ///     fn render(&self) -> Markup { html! { p { (self.last.as_deref().unwrap_or("")) } } }
+    /// }
+    /// ```
+    pub fn subscribe(&mut self, topic: impl Into<String>)
+    where
+        V::Message: serde::de::DeserializeOwned,
+    {
+        let topic = topic.into();
+        let Some(topics) = self.topics else { return };
+        if !crate::pubsub::valid_topic(&topic) {
+            tracing::error!(topic = %topic, "not a topic (1 to 256 printable ASCII characters, no spaces); not subscribed");
+            return;
+        }
+        if self.info.topics.contains(&topic) {
+            return;
+        }
+        let handle = self.info.handle();
+        topics.subscribe(&topic, deliver_to(handle, &topic));
+        self.info.topics.push(topic);
+    }
+
+    /// Changes the URL without a reload (history push); `handle_params` runs with it. The
+    /// target must be a path of this site (`/lists/2?filter=active`); another origin, or a
+    /// scheme such as `javascript:`, is refused (logged, not sent).
+    pub fn push_patch(&mut self, to: impl Into<String>) {
+        self.pushes.push(Push::Patch {
+            to: to.into(),
+            replace: false,
+        });
+    }
+
+    /// Like `push_patch`, replacing the current history entry.
+    pub fn replace_patch(&mut self, to: impl Into<String>) {
+        self.pushes.push(Push::Patch {
+            to: to.into(),
+            replace: true,
+        });
+    }
+
+    /// Sends the browser to another page of this site (a path such as `/lists/2`; another
+    /// origin is refused, logged and not sent).
+    pub fn redirect(&mut self, to: impl Into<String>) {
+        self.pushes.push(Push::Redirect { to: to.into() });
+    }
+
+    /// Sends an event to client hooks (`handleEvent`) and `window` (`live:<name>`).
+    pub fn push_event(&mut self, name: impl Into<String>, payload: impl Serialize) {
+        self.pushes.push(Push::Event {
+            name: name.into(),
+            payload: serde_json::to_value(payload).unwrap_or(serde_json::Value::Null),
+        });
+    }
+}
+
+/// What `sync` hooks get.
+pub struct SyncCtx<'a, V: LiveView> {
+    pub(crate) state: &'a V::State,
+}
+
+impl<V: LiveView> SyncCtx<'_, V> {
+    /// The application state (e.g. a pool to preload associations).
+    pub fn state(&self) -> &V::State {
+        self.state
+    }
+}
+
+/// Sends messages to a connected view (its `handle_info`), from any task.
+pub struct ViewHandle<M> {
+    tx: mpsc::UnboundedSender<Box<M>>,
+}
+
+impl<M> Clone for ViewHandle<M> {
+    fn clone(&self) -> Self {
+        ViewHandle {
+            tx: self.tx.clone(),
+        }
+    }
+}
+
+/// The view is gone (disconnected or crashed).
+#[derive(Debug, Clone, Copy, thiserror::Error)]
+#[error("the view is gone")]
+pub struct ViewGone;
+
+impl<M: Send + 'static> ViewHandle<M> {
+    pub(crate) fn new() -> (Self, mpsc::UnboundedReceiver<Box<M>>) {
+        let (tx, rx) = mpsc::unbounded_channel();
+        (ViewHandle { tx }, rx)
+    }
+
+    /// Sends a message.
+    pub fn send(&self, msg: M) -> Result<(), ViewGone> {
+        self.tx.send(Box::new(msg)).map_err(|_| ViewGone)
+    }
+
+    /// Sends a message after `delay`.
+    pub fn send_after(&self, delay: Duration, msg: M) {
+        let tx = self.tx.clone();
+        tokio::spawn(async move {
+            tokio::time::sleep(delay).await;
+            let _ = tx.send(Box::new(msg));
+        });
+    }
+
+    /// Whether the view is gone.
+    pub fn is_closed(&self) -> bool {
+        self.tx.is_closed()
+    }
+}
+
+/// A delivery to one view: the JSON decodes into its message type and goes to its
+/// `handle_info`. An empty payload only asks whether the view is still there.
+pub(crate) fn deliver_to<M>(handle: ViewHandle<M>, topic: &str) -> crate::pubsub::Deliver
+where
+    M: serde::de::DeserializeOwned + Send + 'static,
+{
+    let topic = topic.to_string();
+    Box::new(move |bytes: &[u8]| {
+        if bytes.is_empty() {
+            return !handle.is_closed();
+        }
+        match serde_json::from_slice::<M>(bytes) {
+            Ok(msg) => handle.send(msg).is_ok(),
+            Err(e) => {
+                tracing::warn!(topic = %topic, error = %e, "a broadcast does not decode into the view's message type; dropped for this view");
+                !handle.is_closed()
+            }
+        }
+    })
+}
