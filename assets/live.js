@@ -50,6 +50,9 @@
 
   /** Container classes: exactly one is set on a view's root. */
   const CLASS = Object.freeze({ loading: 'live-loading', connected: 'live-connected', error: 'live-error' });
+  /** Also on the root: the connection has been down a while (after RECONNECTING_DELAY_MS); and
+   * events the user sent while offline could not be applied (the view was mounted anew). */
+  const STATUS = Object.freeze({ reconnecting: 'live-reconnecting', refused: 'live-refused' });
   /** The class of an element whose event of `type` awaits its reply (live-click-loading, …). */
   const loadingClass = (type) => `live-${type}-loading`;
 
@@ -66,7 +69,8 @@
   const WIRE = Object.freeze({
     join: 'join', event: 'event', params: 'params', resync: 'resync', leave: 'leave', heartbeat: 'heartbeat',
     reply: 'reply', diff: 'diff', redirect: 'redirect', patch: 'patch', title: 'title', pushEvent: 'push_event',
-    error: 'error',
+    error: 'error', keep: 'keep',
+    drain: 'drain', drained: 'drained', // the server stops: it asks, the client answers
     socketTopic: 'phoenix', // heartbeats, and the server's errors about the connection
     viewTopicPrefix: 'lv:', // lv:<root id>
   });
@@ -75,12 +79,20 @@
   const REASON = Object.freeze({
     disconnected: 'disconnected', badReply: 'bad_reply', notJoined: 'not_joined', navigate: 'navigate',
     invalidToken: 'invalid_token', expired: 'expired',
+    resumeRefused: 'resume_refused', badVersion: 'bad_version', // a resume the server refused
+    viewGone: 'view_gone', tooManyQueued: 'too_many_queued', // events refused by the client
   });
 
   const SOCKET_PATH = '/live/websocket'; // when the script tag has no data-live-socket
   const HEARTBEAT_MS = 30000, HEARTBEAT_TIMEOUT_MS = 10000;
   const BACKOFF_MIN_MS = 200, BACKOFF_MAX_MS = 10000;
   const MAX_JOIN_FAILURES = 10;
+  /** A dropped connection shows as `live-reconnecting` only after this long (no flicker). */
+  const RECONNECTING_DELAY_MS = 1000;
+  /** Events a view keeps while offline, sent when it resumes. */
+  const MAX_QUEUED_EVENTS = 100;
+  /** How long `live-refused` stays on the root. */
+  const REFUSED_MS = 8000;
   const RELOAD_CAP = 3, RELOAD_WINDOW_MS = 60000, RELOAD_KEY = 'live:reloads';
   const TEXT_TYPES = new Set(['text', 'search', 'email', 'url', 'tel', 'password', 'number']);
   const BUTTON_TYPES = new Set(['submit', 'button', 'reset', 'image']);
@@ -588,9 +600,13 @@
       this.attempts = 0; // reconnect backoff
       this.timer = this.hb = this.hbTimeout = null;
       this.waitVisible = this.stopped = this.unloading = false;
+      this.draining = false; // the server stops: send nothing more on this connection
+      this.reconnectIn = null; // ms: when the server said to come back (it stopped gracefully)
     }
 
     isOpen() { return !!this.ws && this.ws.readyState === 1; }
+    /** Whether events may be sent now (else views queue them). */
+    canSend() { return this.isOpen() && !this.draining; }
     nextRef() { return String(++this.ref); }
 
     connect() {
@@ -612,11 +628,22 @@
 
     reconnect() {
       if (this.stopped || this.unloading || this.timer) return;
+      // After a graceful stop: when the server said (spread over clients), not a backoff.
+      const delay = this.reconnectIn != null ? this.reconnectIn : backoff(this.attempts++);
+      this.reconnectIn = null;
       this.timer = setTimeout(() => {
         this.timer = null;
         if (document.hidden) this.waitVisible = true; // resumed on visibilitychange
         else this.connect();
-      }, backoff(this.attempts++));
+      }, delay);
+    }
+
+    /** The server stops: it finishes what was sent, then closes; come back in `reconnect_in`. */
+    onDrain(p) {
+      this.draining = true;
+      const ms = Number(p && p.reconnect_in);
+      this.reconnectIn = Number.isFinite(ms) && ms >= 0 ? Math.min(ms, BACKOFF_MAX_MS) : null;
+      this.push(null, WIRE.socketTopic, WIRE.drained, {});
     }
 
     onOpen(ws) {
@@ -643,6 +670,7 @@
       if (ws !== this.ws) return;
       this.ws = null;
       ws.onopen = ws.onclose = ws.onmessage = ws.onerror = null;
+      this.draining = false;
       clearInterval(this.hb);
       clearTimeout(this.hbTimeout);
       this.hb = this.hbTimeout = null;
@@ -674,6 +702,8 @@
           const resp = payload && payload.response && typeof payload.response === 'object' ? payload.response : {};
           if (!ok && !resp.reason) resp.reason = REASON.badReply;
           cb(ok ? 'ok' : 'error', resp);
+        } else if (topic === WIRE.socketTopic && event === WIRE.drain) {
+          this.onDrain(payload);
         } else if (topic === WIRE.socketTopic) {
           console.error('live: server error:', payload && payload.reason);
         } else if (this.topics.has(topic)) {
@@ -701,10 +731,25 @@
       this.attempts = 0; // rejoin backoff
       this.resyncing = this.joinedOnce = this.waitVisible = false;
       this.hooks = new Map(); // element -> {hook, handlers}
+      // Resume: the server's name for this view and the blob of its kept assigns.
+      this.resumeId = this.keep = null;
+      // Events not answered yet (sent, or queued while offline), in order: {n, payload, …}.
+      this.outbox = [];
+      this.nextEvent = 1;
+      this.statusTimer = this.refusedTimer = null;
       socket.topics.set(this.topic, this);
     }
 
-    setClass(name) { for (const c of Object.values(CLASS)) this.el.classList.toggle(c, c === name); }
+    setClass(name) {
+      for (const c of Object.values(CLASS)) this.el.classList.toggle(c, c === name);
+      if (name !== CLASS.error) this.setReconnecting(false);
+    }
+
+    setReconnecting(on) {
+      clearTimeout(this.statusTimer);
+      this.statusTimer = null;
+      this.el.classList.toggle(STATUS.reconnecting, on);
+    }
 
     join() {
       if (this.state === 'dead' || !this.socket.isOpen()) return;
@@ -712,15 +757,23 @@
       this.timer = null;
       this.waitVisible = false;
       this.state = 'joining';
-      this.setClass(CLASS.loading);
+      // A rejoin keeps showing the page as it was (no flicker on a blip): `live-reconnecting`
+      // comes after a delay if the connection stays down.
+      if (!this.joinedOnce) this.setClass(CLASS.loading);
       const ref = (this.joinRef = this.socket.nextRef());
-      this.socket.push(ref, this.topic, WIRE.join, { token: this.token, url: location.href }, (status, resp) => {
+      const payload = { token: this.token, url: location.href };
+      // Resume the view the server may still hold, from the last version applied.
+      if (this.resumeId && this.model && this.v > 0) payload.resume = { id: this.resumeId, v: this.v };
+      if (this.keep) payload.keep = this.keep;
+      this.socket.push(ref, this.topic, WIRE.join, payload, (status, resp) => {
         if (this.joinRef !== ref) return; // an older join
         if (status === 'ok') this.onJoined(resp); else this.onJoinError(resp.reason);
       }, ref);
     }
 
     onJoined(resp) {
+      if (typeof resp.resume === 'string') this.resumeId = resp.resume;
+      if (resp.resumed === true && this.model) return this.onResumed(resp);
       let r;
       try {
         r = applyDiff(null, 0, { full: resp.rendered, v: Number.isInteger(resp.v) ? resp.v : 1 });
@@ -729,12 +782,15 @@
         this.socket.push(this.joinRef, this.topic, WIRE.leave, {}, () => {}); // the server thinks we joined
         return this.onJoinError(REASON.badReply);
       }
+      if (resp.keep_refused) console.warn(`live: kept assigns of ${this.id} refused: ${resp.keep_refused}`);
       const recovery = this.joinedOnce ? captureForms(this.el) : [];
       Object.assign(this, { model: r.model, v: r.v, state: 'joined', resyncing: false, joinedOnce: true, failures: 0, attempts: 0 });
       this.socket.attempts = 0;
       if (resp.title != null) document.title = resp.title;
       this.render(null);
       this.setClass(CLASS.connected);
+      // A new mount: events sent to the view that is gone are refused, visibly.
+      this.refuseOutbox(REASON.viewGone);
       for (const f of recovery) { // form recovery: the user's fields survive a rejoin
         const form = document.getElementById(f.id);
         if (!form || !this.el.contains(form)) continue;
@@ -743,11 +799,33 @@
       }
     }
 
+    /**
+     * The server still had the view: the page stays as it is, the diffs it missed follow this
+     * reply, events it had handled are done (their replies were lost), the others are sent.
+     */
+    onResumed(resp) {
+      Object.assign(this, { state: 'joined', resyncing: false, failures: 0, attempts: 0 });
+      this.socket.attempts = 0;
+      if (resp.title != null) document.title = resp.title;
+      this.setClass(CLASS.connected);
+      const handled = Number.isInteger(resp.events) ? resp.events : 0;
+      for (const e of this.outbox.slice()) {
+        if (e.sent && e.n <= handled) this.finishEvent(e, 'ok', {});
+      }
+      for (const e of this.outbox.slice()) this.sendEvent(e);
+    }
+
     onJoinError(reason) {
       this.state = 'error';
       this.joinRef = null;
-      this.setClass(CLASS.error);
       if (reason === REASON.disconnected) return; // rejoined when the socket is back
+      if (reason === REASON.resumeRefused || reason === REASON.badVersion) {
+        // The server will not resume this view: mount it anew, now.
+        console.warn(`live: resume of ${this.id} refused (${reason}); joining anew`);
+        this.resumeId = null;
+        return this.join();
+      }
+      this.setClass(CLASS.error);
       console.error(`live: join of ${this.id} failed: ${reason}`);
       if (reason === REASON.invalidToken || reason === REASON.expired) {
         if (!reloadPage()) this.state = 'dead'; // a stale page: retrying cannot help
@@ -769,6 +847,7 @@
     crash(reason, leave) {
       console.error(`live: view ${this.id}: ${reason}`);
       if (leave && this.joinRef) this.socket.push(this.joinRef, this.topic, WIRE.leave, {}, () => {});
+      this.resumeId = null; // that view is gone on the server
       this.state = 'error';
       this.joinRef = null;
       this.setClass(CLASS.error);
@@ -780,8 +859,18 @@
       this.timer = this.joinRef = null;
       this.waitVisible = false;
       if (this.state === 'dead') return;
+      const was = this.state;
       this.state = 'idle';
-      if (!unloading) this.setClass(CLASS.error);
+      if (unloading) return;
+      if (was !== 'joined') return this.setClass(CLASS.error);
+      // A blip shows nothing; a connection down for a while shows `live-error live-reconnecting`.
+      clearTimeout(this.statusTimer);
+      this.statusTimer = setTimeout(() => {
+        this.statusTimer = null;
+        if (this.state === 'joined') return;
+        this.setClass(CLASS.error);
+        this.setReconnecting(true);
+      }, RECONNECTING_DELAY_MS);
     }
 
     onPush(joinRef, event, p) {
@@ -792,6 +881,7 @@
       else if (event === WIRE.diff) this.onDiff(p);
       else if (nav) this.navigate(event, p);
       else if (event === WIRE.title) document.title = p.title;
+      else if (event === WIRE.keep) { if (typeof p.keep === 'string') this.keep = p.keep; }
       else if (event === WIRE.pushEvent) this.dispatch(p.event, p.payload);
       else if (event === WIRE.error) this.crash(`crashed on the server: ${p.reason}`, false);
       else console.error(`live: unknown event ${event} for ${this.id}`);
@@ -875,28 +965,72 @@
     /**
      * Sends an event. opts: el (gets live-<type>-loading), target, disable (elements with
      * live-disable-with), force (inputs that take the server's value after an ok reply).
-     * Resolves with {status, response}.
+     * Resolves with {status, response}. Events are numbered; while the connection is down (or
+     * the server is stopping) they wait in the outbox and are sent when the view resumes, in
+     * order, or refused visibly (`live-refused`) if it was mounted anew.
      */
     pushEvent(type, name, value, opts = {}) {
       return new Promise((resolve) => {
-        if (this.state !== 'joined') {
+        const offline = this.joinedOnce && (this.state === 'idle' || this.state === 'joining');
+        if (this.state !== 'joined' && !offline) {
           console.warn(`live: ${type} "${name}" dropped: ${this.id} is not connected`);
           return resolve({ status: 'error', response: { reason: REASON.notJoined } });
         }
-        const payload = { type, event: name, value };
+        if (this.outbox.length >= MAX_QUEUED_EVENTS) {
+          console.warn(`live: ${type} "${name}" refused: ${MAX_QUEUED_EVENTS} events wait already`);
+          this.showRefused([name]);
+          return resolve({ status: 'error', response: { reason: REASON.tooManyQueued } });
+        }
+        const payload = { type, event: name, value, n: this.nextEvent++ };
         if (opts.target) payload.target = opts.target;
         const items = (opts.disable || []).map((d) => [d, null, d.getAttribute(ATTR.disableWith)]);
         if (opts.el) items.push([opts.el, loadingClass(type), null]);
         for (const [el, cls, text] of items) loadingOn(el, cls, text);
-        const sent = (opts.force || []).map((el) => el.value);
-        this.socket.push(this.joinRef, this.topic, WIRE.event, payload, (status, resp) => {
-          for (const [el, cls, text] of items) loadingOff(el, cls, text);
-          if (status === 'ok') { if (opts.force) forceServerValues(opts.force, sent); }
-          else console.warn(`live: event "${name}" failed: ${resp.reason}`);
-          if (resp.reason === REASON.notJoined && this.state === 'joined') this.crash('the server lost the view', false);
-          resolve({ status, response: resp });
-        });
+        const sentValues = (opts.force || []).map((el) => el.value);
+        const entry = { n: payload.n, name, payload, items, force: opts.force, sentValues, resolve, sent: false };
+        this.outbox.push(entry);
+        this.sendEvent(entry);
       });
+    }
+
+    /** Sends an event of the outbox now if the view is joined and the socket may send. */
+    sendEvent(e) {
+      if (this.state !== 'joined' || !this.socket.canSend()) return;
+      e.sent = true;
+      this.socket.push(this.joinRef, this.topic, WIRE.event, e.payload, (status, resp) => {
+        // The connection dropped before the reply: the event waits for the resume (the
+        // server says then whether it had handled it).
+        if (resp.reason === REASON.disconnected) return;
+        this.finishEvent(e, status, resp);
+      });
+    }
+
+    finishEvent(e, status, resp) {
+      const i = this.outbox.indexOf(e);
+      if (i < 0) return;
+      this.outbox.splice(i, 1);
+      for (const [el, cls, text] of e.items) loadingOff(el, cls, text);
+      if (status === 'ok') { if (e.force) forceServerValues(e.force, e.sentValues); }
+      else console.warn(`live: event "${e.name}" failed: ${resp.reason}`);
+      if (resp.reason === REASON.notJoined && this.state === 'joined') this.crash('the server lost the view', false);
+      e.resolve({ status, response: resp });
+    }
+
+    /** Refuses every event of the outbox (the view they were for is gone), visibly. */
+    refuseOutbox(reason) {
+      const refused = this.outbox.slice();
+      if (!refused.length) return;
+      for (const e of refused) this.finishEvent(e, 'error', { reason });
+      this.showRefused(refused.map((e) => e.name));
+    }
+
+    /** `live-refused` on the root for a while, and a `live:refused` event on window. */
+    showRefused(names) {
+      console.warn(`live: ${names.length} event(s) of ${this.id} could not be applied`, names);
+      this.el.classList.add(STATUS.refused);
+      clearTimeout(this.refusedTimer);
+      this.refusedTimer = setTimeout(() => this.el.classList.remove(STATUS.refused), REFUSED_MS);
+      window.dispatchEvent(new CustomEvent(EV.customPrefix + 'refused', { detail: { view: this.id, events: names } }));
     }
 
     pushParams(url) {

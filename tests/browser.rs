@@ -114,8 +114,11 @@ impl live_core::LiveView for FormView {
 async fn the_client_recovers_forms_after_a_reconnect_and_leaves_ignored_regions_alone() {
     use live_core::{Live, LiveConfig, RouterExt};
     let mut config = LiveConfig::new(live_tests::SECRET.to_vec());
-    // The server closes sockets that stay silent this long: the client must reconnect.
+    // The server closes sockets that stay silent this long: the client must reconnect. With
+    // no grace period the view does not wait for it, so the rejoin is a fresh mount (the case
+    // form recovery is for: past the grace period, on another node, after a deploy).
     config.idle_timeout = Duration::from_millis(2500);
+    config.resume_grace = Duration::ZERO;
     let live = Live::builder(()).config(config).build().expect("runtime");
     let app = axum::Router::new()
         .live_view::<FormView>("/form", &live)

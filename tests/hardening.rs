@@ -242,17 +242,20 @@ async fn a_client_that_stops_reading_is_disconnected() {
             tokio::time::sleep(Duration::from_millis(100)).await;
         }
     });
-    // The stalled connection's views end; the fast client's one stays.
+    // The stalled connection is closed: its views lose their socket (they wait, detached and
+    // not rendering, for a client that comes back within the grace period); the fast
+    // client's one stays attached.
     let start = Instant::now();
     let mut views = usize::MAX;
     while start.elapsed() < Duration::from_secs(30) {
-        views = live.connected_views();
+        views = attached_views(&live).await;
         if views == 1 {
             break;
         }
         tokio::time::sleep(Duration::from_millis(200)).await;
     }
     assert_eq!(views, 1, "the stalled client's views are still connected");
+    assert!(live.health().await.detached_views >= 1);
     writer.await.expect("writer");
     db.exec("INSERT INTO items (id, list_id, title) VALUES (1, 1, 'fast client still live')")
         .await;
@@ -300,13 +303,14 @@ async fn a_mount_flood_on_one_socket_does_not_starve_other_page_loads() {
         worst < Duration::from_secs(3),
         "page loads waited {worst:?} behind the flood"
     );
-    // Closing the flooding socket cancels what it still had queued.
+    // Closing the flooding socket cancels what it still had queued (the views it had
+    // mounted lose their socket and wait, detached, for their grace period).
     drop(flood);
     let start = Instant::now();
-    while live.connected_views() > 0 && start.elapsed() < WAIT {
+    while attached_views(&live).await > 0 && start.elapsed() < WAIT {
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
-    assert_eq!(live.connected_views(), 0);
+    assert_eq!(attached_views(&live).await, 0);
     // No mount goes on for the closed socket: no client connection stays busy (a cancelled
     // mount's connection is closed, not handed back inside its transaction).
     let mut busy = i64::MAX;
@@ -683,4 +687,10 @@ async fn inbound_events_are_bounded_per_connection() {
         busy >= 30,
         "{busy} of 40 refused: 36 MiB of events were queued for one view"
     );
+}
+
+/// Views with a socket: connected views minus those waiting, detached, for their client.
+async fn attached_views<S: Clone + Send + Sync + 'static>(live: &live_core::Live<S>) -> usize {
+    let h = live.health().await;
+    live.connected_views() - h.detached_views
 }

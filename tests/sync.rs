@@ -128,6 +128,9 @@ async fn a_view_never_receives_rows_of_another_key() {
         let (mut a, ta) = open(addr, &format!("{prefix}/1")).await;
         let (mut b, tb) = open(addr, &format!("{prefix}/2")).await;
         db.exec(&format!("INSERT INTO {table} (id, list_id, title) VALUES (100, 1, 'mine'), (200, 2, 'secret-B-1')")).await;
+        // A shows its row before it moves away (a busy view may apply several commits in
+        // one render, and the row would never appear in a frame).
+        wait_rows(&mut a, &ta, &[(100, "mine")]).await;
         db.exec(&format!(
             "UPDATE {table} SET title = 'secret-B-2' WHERE id = 200"
         ))

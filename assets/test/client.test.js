@@ -468,17 +468,22 @@ test('view crash (error push) → live-error, rejoin; socket loss → reconnect,
   const q = d.querySelector('[name=q]');
   q.value = 'typed';
   ws.serverClose();
-  assert.equal(root.className, 'live-error');
-  q.dispatchEvent(new w.Event('input', { bubbles: true })); // dropped while disconnected
+  assert.equal(root.className, 'live-connected', 'a blip shows nothing at first');
+  q.dispatchEvent(new w.Event('input', { bubbles: true })); // queued while disconnected
   await tick(400);
   const ws2 = w.__sockets[w.__sockets.length - 1];
   assert.notEqual(ws2, ws);
   const j3 = ws2.find('join')[0];
   assert.ok(j3, 'rejoined on the new socket');
-  assert.equal(root.className, 'live-loading');
+  assert.equal(root.className, 'live-connected', 'no flicker while the rejoin is in flight');
+  assert.equal(ws2.find('event').length, 0, 'the queued event waits for the join');
   ws2.recv([j3[0], j3[1], j3[2], 'reply', { status: 'ok', response: { rendered: m, v: 1 } }]);
-  assert.equal(root.className, 'live-connected');
+  assert.ok(root.classList.contains('live-connected'));
+  // Mounted anew (not resumed): the event queued offline is refused, visibly; the form's
+  // fields are recovered and sent.
+  assert.ok(root.classList.contains('live-refused'));
   assert.equal(q.value, 'typed', 'recovered value stays in the field');
+  assert.equal(ws2.find('event').length, 1);
   assert.deepEqual(ws2.last('event')[4], { type: 'change', event: 'validate', value: { q: 'typed' } });
 });
 

@@ -47,6 +47,27 @@ pub struct LiveConfig {
     pub max_mounts_per_socket: usize,
     /// How long a mount waits for its turn before it is refused as overloaded (default 10 s).
     pub mount_queue_timeout: Duration,
+    /// How long a view outlives its socket, waiting for its client to resume it (default
+    /// 30 s). Meanwhile it applies changes (without rendering); a client that comes back gets
+    /// only what it missed, with every assign as it was.
+    pub resume_grace: Duration,
+    /// Diffs a view keeps for a client that comes back having missed some (default 32).
+    pub resume_window_frames: usize,
+    /// Bytes of those diffs per view (default 64 KiB). A client further behind gets the
+    /// whole page.
+    pub resume_window_bytes: usize,
+    /// Views waiting for their client at once on this node (default 10,000); past it a view
+    /// whose socket drops ends at once.
+    pub max_detached_views: usize,
+    /// Largest JSON of a view's `#[keep]` fields (default 4 KiB); a larger one is not sent
+    /// (logged as an error: keep small UI state only).
+    pub max_kept_bytes: usize,
+    /// When the server stops gracefully, each client reconnects after a random delay up to
+    /// this long (default 2 s), so clients do not all come back at once.
+    pub reconnect_jitter: Duration,
+    /// When the server stops gracefully: how long sockets may take to finish the events in
+    /// flight and tell their clients to reconnect (default 5 s).
+    pub drain_timeout: Duration,
 }
 
 impl std::fmt::Debug for LiveConfig {
@@ -64,6 +85,9 @@ impl std::fmt::Debug for LiveConfig {
                 &self.max_queued_bytes_per_socket,
             )
             .field("max_concurrent_mounts", &self.max_concurrent_mounts)
+            .field("resume_grace", &self.resume_grace)
+            .field("resume_window_frames", &self.resume_window_frames)
+            .field("resume_window_bytes", &self.resume_window_bytes)
             .finish_non_exhaustive()
     }
 }
@@ -88,6 +112,13 @@ impl LiveConfig {
             max_concurrent_mounts: 8,
             max_mounts_per_socket: 2,
             mount_queue_timeout: Duration::from_secs(10),
+            resume_grace: Duration::from_secs(30),
+            resume_window_frames: 32,
+            resume_window_bytes: 64 << 10,
+            max_detached_views: 10_000,
+            max_kept_bytes: 4 << 10,
+            reconnect_jitter: Duration::from_secs(2),
+            drain_timeout: Duration::from_secs(5),
         }
     }
 

@@ -143,6 +143,10 @@ pub(crate) enum Reason {
     Unauthorized,
     /// The view has no handler for the event.
     UnknownEvent,
+    /// A resume named a view of another route or session.
+    ResumeRefused,
+    /// A resume named a version the view never sent.
+    BadVersion,
 }
 
 impl Reason {
@@ -165,6 +169,8 @@ impl Reason {
             Reason::TooManyViews => "too_many_views",
             Reason::Unauthorized => "unauthorized",
             Reason::UnknownEvent => "unknown_event",
+            Reason::ResumeRefused => "resume_refused",
+            Reason::BadVersion => "bad_version",
         }
     }
 }

@@ -36,12 +36,16 @@ pub(crate) struct Runtime<S> {
     pub signer: Signer,
     /// Signs session cookies (a key of its own: a page token never verifies as a session).
     pub cookies: Signer,
+    /// Signs the blobs of views' kept assigns (`#[keep]`).
+    pub keeper: Signer,
     pub pool: Option<PgPool>,
     pub sync: Option<SyncRuntime>,
     /// Mounts and reloads in flight on this node.
     pub mounts: Arc<Semaphore>,
     /// Set when the server stops: every websocket tells its client to reconnect.
     pub closing: tokio::sync::watch::Sender<bool>,
+    /// Open websockets (shutdown waits for them to drain).
+    pub sockets: tokio::sync::watch::Sender<usize>,
     /// App message topics (`Live::broadcast`).
     pub topics: Arc<crate::pubsub::Topics>,
 }

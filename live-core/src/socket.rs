@@ -19,7 +19,8 @@ use tokio_tungstenite::tungstenite::{self, Message};
 
 use crate::protocol::{self, Inbound, Reason, error_reply, frame, reply};
 use crate::runtime::Runtime;
-use crate::task::{JoinRequest, OutFrame, Outbound, Queued, ToView, Views};
+use crate::task::keep;
+use crate::task::{Attach, JoinRequest, OutFrame, Outbound, Queued, ToView, Views};
 use crate::token::{TokenError, ViewToken};
 use crate::view::{Event, EventKind};
 
@@ -38,6 +39,10 @@ const MAX_REF: usize = 32;
 pub(crate) const MAX_URL: usize = 4096;
 /// Longest view token in a join.
 const MAX_TOKEN: usize = 16 * 1024;
+/// Longest blob of kept assigns in a join.
+const MAX_KEEP: usize = 16 * 1024;
+/// Longest resume id in a join (ours are 22 characters).
+const MAX_RESUME_ID: usize = 64;
 
 struct Topic {
     join_ref: String,
@@ -74,14 +79,33 @@ pub(crate) async fn serve_socket<S: Clone + Send + Sync + 'static>(
     let write_timeout = cfg.write_timeout;
     let mut closing = rt.closing.subscribe();
     let mut deadline = Instant::now() + idle;
+    let _open = OpenSocket::count(&rt.sockets);
+    // Set once the server stops: the client was told to reconnect.
+    let mut drain: Option<Drain> = None;
     loop {
+        if drain.is_none() && *closing.borrow_and_update() {
+            drain = Some(start_drain(&rt.config, &mut replies));
+        }
+        if let Some(d) = &drain {
+            // Close once the client sent its last frame, its events were handled and their
+            // replies written; or at the deadline.
+            let handled = budget.inbound.available_permits() >= budget.inbound_cap;
+            let done = d.client_done && handled && out_rx.is_empty() && replies.is_empty();
+            if done || Instant::now() >= d.until {
+                close_and_drain(&mut ws, 1012, "restart", write_timeout).await;
+                break;
+            }
+        }
         tokio::select! {
             msg = ws.next() => {
                 deadline = Instant::now() + idle;
                 match msg {
                     None | Some(Ok(Message::Close(_))) => break,
                     Some(Ok(Message::Text(text))) => {
-                        Box::pin(handle_text(&rt, &views, text.as_str(), &mut topics, &out, &budget, &mut replies)).await;
+                        let drained = Box::pin(handle_text(&rt, &views, text.as_str(), &mut topics, &out, &budget, &mut replies)).await;
+                        if drained && let Some(d) = &mut drain {
+                            d.client_done = true;
+                        }
                     }
                     Some(Ok(Message::Binary(_))) => {
                         tracing::warn!("binary frame refused");
@@ -98,22 +122,6 @@ pub(crate) async fn serve_socket<S: Clone + Send + Sync + 'static>(
                         break;
                     }
                 }
-                if !replies.is_empty() {
-                    let write = async {
-                        for r in replies.drain(..) {
-                            ws.feed(Message::text(r)).await?;
-                        }
-                        ws.flush().await
-                    };
-                    match tokio::time::timeout(write_timeout, write).await {
-                        Ok(Ok(())) => {}
-                        Ok(Err(_)) => break,
-                        Err(_) => {
-                            tracing::warn!("the client stopped reading; closing the connection");
-                            break;
-                        }
-                    }
-                }
             }
             Some(first) = out_rx.recv() => {
                 match tokio::time::timeout(write_timeout, write_batch(&mut ws, first, &mut out_rx)).await {
@@ -125,22 +133,74 @@ pub(crate) async fn serve_socket<S: Clone + Send + Sync + 'static>(
                     }
                 }
             }
-            _ = tokio::time::sleep_until(deadline) => {
+            _ = tokio::time::sleep_until(deadline), if drain.is_none() => {
                 tracing::info!("closing an idle websocket");
                 close_and_drain(&mut ws, 1000, "idle", write_timeout).await;
                 break;
             }
-            _ = closing.changed() => {
-                // The server is stopping: the client reconnects (with jitter) to whatever the
-                // address serves next.
-                close_and_drain(&mut ws, 1012, "restart", write_timeout).await;
-                break;
+            _ = closing.changed(), if drain.is_none() => {}
+            // While draining, look again now and then (events finishing free their budget).
+            _ = tokio::time::sleep(Duration::from_millis(20)), if drain.is_some() => {}
+        }
+        if !replies.is_empty() {
+            let write = async {
+                for r in replies.drain(..) {
+                    ws.feed(Message::text(r)).await?;
+                }
+                ws.flush().await
+            };
+            match tokio::time::timeout(write_timeout, write).await {
+                Ok(Ok(())) => {}
+                Ok(Err(_)) => break,
+                Err(_) => {
+                    tracing::warn!("the client stopped reading; closing the connection");
+                    break;
+                }
             }
         }
     }
     // Views waiting to queue a frame give up; dropping the topics closes every view's inbox.
     out.close();
     budget.mounts.close();
+}
+
+/// A graceful stop of one connection: the client was told to reconnect.
+struct Drain {
+    /// The client said it sends nothing more (`drained`).
+    client_done: bool,
+    /// Close at the latest then.
+    until: Instant,
+}
+
+/// Tells the client the server stops: it sends nothing more (it queues new events), answers
+/// `drained`, and reconnects after `reconnect_in` ms (random, so clients do not all come
+/// back at once) to whatever the address serves next.
+fn start_drain(cfg: &crate::config::LiveConfig, replies: &mut Vec<String>) -> Drain {
+    let spread = cfg.reconnect_jitter.as_millis().max(1) as u64;
+    let r = crate::token::random_bytes(8);
+    let n = u64::from_le_bytes([r[0], r[1], r[2], r[3], r[4], r[5], r[6], r[7]]);
+    let payload = serde_json::json!({ "reconnect_in": n % spread }).to_string();
+    replies.push(frame(None, None, "phoenix", "drain", &payload));
+    Drain {
+        client_done: false,
+        until: Instant::now() + cfg.drain_timeout,
+    }
+}
+
+/// Counts an open socket while it lives ([`Runtime::sockets`]).
+struct OpenSocket<'a>(&'a tokio::sync::watch::Sender<usize>);
+
+impl<'a> OpenSocket<'a> {
+    fn count(open: &'a tokio::sync::watch::Sender<usize>) -> Self {
+        open.send_modify(|n| *n += 1);
+        OpenSocket(open)
+    }
+}
+
+impl Drop for OpenSocket<'_> {
+    fn drop(&mut self) {
+        self.0.send_modify(|n| *n = n.saturating_sub(1));
+    }
 }
 
 /// Sends a close frame, then reads and discards what the client still sends (up to a few
@@ -185,6 +245,7 @@ fn error_frame(reason: Reason, detail: &str) -> String {
     frame(None, None, "phoenix", "error", &payload)
 }
 
+/// Handles one text frame; true when it is the client's `drained` (it sends nothing more).
 async fn handle_text<S: Clone + Send + Sync + 'static>(
     rt: &Arc<Runtime<S>>,
     views: &Views<S>,
@@ -193,13 +254,13 @@ async fn handle_text<S: Clone + Send + Sync + 'static>(
     out: &Outbound,
     budget: &Budget,
     replies: &mut Vec<String>,
-) {
+) -> bool {
     let f = match protocol::parse(text) {
         Ok(f) => f,
         Err(e) => {
             tracing::warn!(error = %e, "malformed frame");
             replies.push(error_frame(Reason::Malformed, &e.0));
-            return;
+            return false;
         }
     };
     // Whatever a client names is echoed back or kept: bounded.
@@ -209,14 +270,14 @@ async fn handle_text<S: Clone + Send + Sync + 'static>(
             Reason::Malformed,
             "topic longer than 128 bytes",
         ));
-        return;
+        return false;
     }
     if f.join_ref.as_ref().is_some_and(|r| r.len() > MAX_REF)
         || f.msg_ref.as_ref().is_some_and(|r| r.len() > MAX_REF)
     {
         tracing::warn!("ref too long");
         replies.push(error_frame(Reason::Malformed, "refs longer than 32 bytes"));
-        return;
+        return false;
     }
     let jr = f.join_ref.as_deref();
     let mr = f.msg_ref.as_deref();
@@ -224,6 +285,8 @@ async fn handle_text<S: Clone + Send + Sync + 'static>(
         "heartbeat" if f.topic == "phoenix" => {
             replies.push(reply(None, mr, "phoenix", true, "{}"));
         }
+        // After a `drain`: the client sends nothing more on this connection.
+        "drained" if f.topic == "phoenix" => return true,
         "join" => join(rt, views, f, topics, out, budget, replies),
         "leave" => {
             let removed = topics
@@ -243,14 +306,14 @@ async fn handle_text<S: Clone + Send + Sync + 'static>(
             else {
                 tracing::warn!(topic = %f.topic, "frame for a view that is not joined");
                 replies.push(error_reply(jr, mr, &f.topic, Reason::NotJoined));
-                return;
+                return false;
             };
             let msg = match to_view(&f) {
                 Ok(m) => m,
                 Err(why) => {
                     tracing::warn!(topic = %f.topic, error = why, "bad event payload");
                     replies.push(error_reply(jr, mr, &f.topic, Reason::BadPayload));
-                    return;
+                    return false;
                 }
             };
             // The event's bytes count against the connection's budget until the view has
@@ -259,7 +322,7 @@ async fn handle_text<S: Clone + Send + Sync + 'static>(
             let Ok(permit) = budget.inbound.clone().try_acquire_many_owned(cost) else {
                 tracing::warn!(topic = %f.topic, "inbound budget of the connection used up");
                 replies.push(error_reply(jr, mr, &f.topic, Reason::Busy));
-                return;
+                return false;
             };
             match t.tx.try_send(Box::new(Queued {
                 msg,
@@ -281,6 +344,7 @@ async fn handle_text<S: Clone + Send + Sync + 'static>(
             replies.push(error_reply(jr, mr, &f.topic, Reason::UnknownEvent));
         }
     }
+    false
 }
 
 fn to_view(f: &Inbound) -> Result<ToView, &'static str> {
@@ -306,6 +370,10 @@ fn to_view(f: &Inbound) -> Result<ToView, &'static str> {
                 Some(Value::String(s)) => Some(s.clone()),
                 Some(_) => return Err("target must be a string"),
             };
+            let n = match p.get("n") {
+                None | Some(Value::Null) => None,
+                Some(v) => Some(v.as_u64().ok_or("n must be a non-negative integer")?),
+            };
             Ok(ToView::Event {
                 msg_ref,
                 event: Box::new(Event {
@@ -314,6 +382,7 @@ fn to_view(f: &Inbound) -> Result<ToView, &'static str> {
                     value,
                     target,
                 }),
+                n,
             })
         }
         "params" => {
@@ -379,7 +448,21 @@ fn join<S: Clone + Send + Sync + 'static>(
         .and_then(Value::as_str)
         .unwrap_or("/")
         .to_string();
-    if token_str.len() > MAX_TOKEN || url.len() > MAX_URL {
+    let keep_blob = f
+        .payload
+        .get("keep")
+        .and_then(Value::as_str)
+        .map(str::to_string);
+    // `{"id": …, "v": n}`: the view to resume and the last version the client applied.
+    let resume = f.payload.get("resume").and_then(|r| {
+        let id = r.get("id")?.as_str()?;
+        let v = r.get("v")?.as_u64()?;
+        (id.len() <= MAX_RESUME_ID).then(|| (id.to_string(), v))
+    });
+    if token_str.len() > MAX_TOKEN
+        || url.len() > MAX_URL
+        || keep_blob.as_ref().is_some_and(|k| k.len() > MAX_KEEP)
+    {
         replies.push(error_reply(
             Some(&join_ref),
             mr,
@@ -407,16 +490,43 @@ fn join<S: Clone + Send + Sync + 'static>(
         return;
     }
     let (tx, inbox) = mpsc::channel(VIEW_INBOX);
-    let req = JoinRequest {
+    let page = keep::page_id(token_str);
+    let mut req = JoinRequest {
         topic: f.topic.clone(),
         join_ref: join_ref.clone(),
         msg_ref: f.msg_ref.clone(),
         token,
+        page,
         url,
         inbox,
         out: out.clone(),
         socket_mounts: budget.mounts.clone(),
+        keep: keep_blob,
     };
+    // A join that names a view of this node resumes it; one this node does not have (it
+    // ended, or lived on another node) mounts anew.
+    if let Some((id, version)) = resume {
+        let keep = req.keep.take();
+        let attach = Box::new(Attach {
+            topic: req.topic,
+            join_ref: req.join_ref,
+            msg_ref: req.msg_ref,
+            token: req.token,
+            page: req.page,
+            url: req.url,
+            inbox: req.inbox,
+            out: req.out,
+            socket_mounts: req.socket_mounts,
+            version,
+        });
+        match views.resumable().attach(&id, attach) {
+            Ok(()) => {
+                topics.insert(f.topic, Topic { join_ref, tx });
+                return;
+            }
+            Err(a) => req = JoinRequest::from_attach(*a, keep),
+        }
+    }
     match views.spawn(rt, req) {
         Ok(()) => {
             topics.insert(f.topic, Topic { join_ref, tx });

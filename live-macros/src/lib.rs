@@ -3,7 +3,7 @@
 
 use proc_macro::TokenStream;
 use proc_macro2::{Span, TokenStream as TokenStream2};
-use quote::{quote, quote_spanned};
+use quote::{format_ident, quote, quote_spanned};
 use syn::spanned::Spanned;
 use syn::{
     Data, DeriveInput, Expr, ExprLit, Fields, Ident, Lit, LitStr, Meta, Path, Type,
@@ -40,7 +40,7 @@ pub fn derive_watch(input: TokenStream) -> TokenStream {
 ///     todos: Vec<Arc<Todo>>,
 /// }
 /// ```
-#[proc_macro_derive(Assigns, attributes(watch, subscription_key))]
+#[proc_macro_derive(Assigns, attributes(watch, subscription_key, keep))]
 pub fn derive_assigns(input: TokenStream) -> TokenStream {
     let input = parse_macro_input!(input as DeriveInput);
     match assigns_impl(&input) {
@@ -301,12 +301,18 @@ fn assigns_impl(input: &DeriveInput) -> syn::Result<TokenStream2> {
     let name = &input.ident;
     let mut key: Option<(Ident, Type)> = None;
     let mut watched: Vec<Watched> = Vec::new();
+    let mut kept: Vec<(Ident, Type)> = Vec::new();
     for f in named_fields(input, "Assigns")? {
         let Some(ident) = f.ident.clone() else {
             continue;
         };
         for attr in &f.attrs {
-            if attr.path().is_ident("subscription_key") {
+            if attr.path().is_ident("keep") {
+                if !matches!(attr.meta, Meta::Path(_)) {
+                    return Err(syn::Error::new(attr.span(), "#[keep] takes no arguments"));
+                }
+                kept.push((ident.clone(), f.ty.clone()));
+            } else if attr.path().is_ident("subscription_key") {
                 if !matches!(attr.meta, Meta::Path(_)) {
                     return Err(syn::Error::new(
                         attr.span(),
@@ -624,13 +630,62 @@ fn assigns_impl(input: &DeriveInput) -> syn::Result<TokenStream2> {
     } else {
         quote! {}
     };
+    let kept_methods = kept_methods(&kept);
     Ok(quote! {
         #(#checks)*
         impl ::live_core::Assigns for #name {
             #watched_methods
             #key_only
+            #kept_methods
         }
     })
+}
+
+/// `kept` and `restore_kept` for the `#[keep]` fields (each must be `Serialize` and
+/// `DeserializeOwned`; the error points at the field's type). Restoring is all or none.
+fn kept_methods(kept: &[(Ident, Type)]) -> TokenStream2 {
+    if kept.is_empty() {
+        return quote! {};
+    }
+    let writes = kept.iter().map(|(ident, ty)| {
+        let name = ident.to_string();
+        quote_spanned! {ty.span()=>
+            ::live_core::__private::keep_field::<#ty>(&mut out, #name, &self.#ident);
+        }
+    });
+    let tmps: Vec<Ident> = kept
+        .iter()
+        .map(|(ident, _)| format_ident!("__kept_{}", ident))
+        .collect();
+    let reads = kept.iter().zip(&tmps).map(|((ident, ty), tmp)| {
+        let name = ident.to_string();
+        quote_spanned! {ty.span()=>
+            let #tmp = ::live_core::__private::restored_field::<#ty>(kept, #name)?;
+        }
+    });
+    let assigns = kept.iter().zip(&tmps).map(|((ident, _), tmp)| {
+        quote! {
+            if let ::core::option::Option::Some(v) = #tmp {
+                self.#ident = v;
+            }
+        }
+    });
+    quote! {
+        fn kept(&self) -> ::core::option::Option<::live_core::__private::KeptValue> {
+            let mut out = ::live_core::__private::KeptMap::new();
+            #(#writes)*
+            ::core::option::Option::Some(::live_core::__private::kept_object(out))
+        }
+
+        fn restore_kept(
+            &mut self,
+            kept: &::live_core::__private::KeptValue,
+        ) -> ::core::result::Result<(), ::std::string::String> {
+            #(#reads)*
+            #(#assigns)*
+            ::core::result::Result::Ok(())
+        }
+    }
 }
 
 fn key_fn_only(key: &Option<(Ident, Type)>) -> TokenStream2 {

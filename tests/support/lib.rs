@@ -223,6 +223,8 @@ pub struct WsClient {
     pub log: Vec<Value>,
     /// Bytes of `diff` payloads received (for size checks).
     pub diff_bytes: usize,
+    /// Answer a `drain` with `drained` (as the browser client does; default true).
+    pub answer_drain: bool,
 }
 
 /// How a connection attempt ended.
@@ -258,6 +260,7 @@ impl WsClient {
                 models: Default::default(),
                 log: Vec::new(),
                 diff_bytes: 0,
+                answer_drain: true,
             })),
             Err(tokio_tungstenite::tungstenite::Error::Http(resp)) => {
                 Connect::Refused(resp.status().as_u16())
@@ -304,6 +307,14 @@ impl WsClient {
             match msg {
                 Ok(Message::Text(t)) => {
                     let v: Value = serde_json::from_str(t.as_str()).expect("frame is JSON");
+                    if v[2] == "phoenix" && v[3] == "drain" && self.answer_drain {
+                        // The server stops: like the browser client, send nothing more and
+                        // say so, so it can close once it answered what was sent.
+                        let r = self.next_ref.to_string();
+                        self.next_ref += 1;
+                        let f = json!([null, r, "phoenix", "drained", {}]);
+                        let _ = self.ws.send(Message::Text(f.to_string().into())).await;
+                    }
                     if v[3] == "diff" {
                         self.diff_bytes += v[4].to_string().len();
                         let topic = v[2].as_str().unwrap_or_default().to_string();

@@ -28,6 +28,8 @@ pub struct Health {
     pub reconnects: u64,
     /// Connected views subscribed to changes.
     pub connected_views: usize,
+    /// Views whose socket dropped, waiting (for their grace period) for their client.
+    pub detached_views: usize,
 }
 
 impl<S: Clone + Send + Sync + 'static> Live<S> {
@@ -54,6 +56,7 @@ impl<S: Clone + Send + Sync + 'static> Live<S> {
                 transactions: 0,
                 reconnects: 0,
                 connected_views: 0,
+                detached_views: self.views.resumable().detached(),
             };
         };
         let slot_lag_bytes = match &self.rt.pool {
@@ -77,6 +80,7 @@ impl<S: Clone + Send + Sync + 'static> Live<S> {
             transactions: st.transactions(),
             reconnects: st.reconnects(),
             connected_views: sync.fanout.view_count(),
+            detached_views: self.views.resumable().detached(),
         }
     }
 

@@ -226,12 +226,31 @@ impl<S: Clone + Send + Sync + 'static> Live<S> {
         ))
     }
 
-    /// Stops serving live views: every websocket is closed with code 1012 (the client
-    /// reconnects, with jitter, to whatever the address serves next), and the replication
-    /// listener stops (waiting up to 5 s for it to close its stream).
+    /// Stops serving live views, gracefully: every websocket tells its client that the
+    /// server stops (the client sends nothing more on it and will reconnect after a random
+    /// delay of up to [`LiveConfig::reconnect_jitter`]), finishes the events the client had
+    /// sent, writes their replies, and closes with code 1012; this waits for that (at most
+    /// [`LiveConfig::drain_timeout`]). Then the replication listener stops (waiting up to 5 s
+    /// for it to close its stream). A client reconnects to whatever the address serves next:
+    /// its views mount there, with their kept assigns (`#[keep]`).
+    ///
+    /// ```no_run
+    /// # async fn f(live: live_core::Live<()>) {
+    /// live_core::shutdown_signal().await;
+    /// live.shutdown().await;
+    /// # }
+    /// ```
     pub async fn shutdown(&self) {
-        // Every websocket tells its client to reconnect (close code 1012) and ends.
         self.rt.closing.send_replace(true);
+        let mut open = self.rt.sockets.subscribe();
+        let drained = open.wait_for(|n| *n == 0);
+        let limit = self.rt.config.drain_timeout + Duration::from_millis(500);
+        if tokio::time::timeout(limit, drained).await.is_err() {
+            tracing::warn!(
+                open = *self.rt.sockets.borrow(),
+                "websockets still open at the drain deadline"
+            );
+        }
         let Some(sync) = &self.rt.sync else {
             return;
         };
@@ -451,12 +470,14 @@ impl<S: Clone + Send + Sync + 'static> LiveBuilder<S> {
             rt: Arc::new(Runtime {
                 signer: Signer::new(&config.secret_key, "page-token"),
                 cookies: Signer::new(&config.secret_key, "session-cookie"),
+                keeper: Signer::new(&config.secret_key, "keep-blob"),
                 state: self.state,
                 config,
                 pool: self.pool,
                 sync,
                 mounts: Arc::new(Semaphore::new(config_mounts)),
                 closing: tokio::sync::watch::Sender::new(false),
+                sockets: tokio::sync::watch::Sender::new(0),
                 topics: Arc::default(),
             }),
             views: Arc::default(),

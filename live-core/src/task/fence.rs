@@ -1,14 +1,11 @@
 //! The fence and the changes: subscribing with the scopes the assigns state, replaying what
 //! the load did not see, reloading, and applying committed changes.
 
-use std::panic::AssertUnwindSafe;
 use std::sync::Arc;
 use std::sync::atomic::Ordering;
 use std::time::Duration;
 
-use futures_util::FutureExt;
-
-use super::{End, ViewSession, panic_message};
+use super::{End, ViewSession, guarded};
 use crate::fanout::{Delivery, Fanout, Gap, Mailbox, Op, ScopeKey};
 use crate::pg::Snapshot;
 use crate::row::HeldRows;
@@ -31,25 +28,14 @@ impl Drop for Subscription {
 
 impl<V: LiveView> ViewSession<V> {
     pub(super) async fn run_hooks(&mut self) -> Result<(), End> {
-        let result = {
-            let mut ctx = SyncCtx::<V> {
-                state: &self.rt.state,
-            };
-            AssertUnwindSafe(Box::pin(self.view.run_sync_hooks(&mut ctx)))
-                .catch_unwind()
-                .await
+        let mut ctx = SyncCtx::<V> {
+            state: &self.rt.state,
         };
-        match result {
-            Err(p) => Err(End::Crash(format!(
-                "sync hook panicked: {}",
-                panic_message(p)
-            ))),
-            Ok(Err(e)) => {
-                tracing::error!(error = %e, "sync hook failed");
-                Ok(())
-            }
-            Ok(Ok(())) => Ok(()),
+        let result = guarded("sync hook", Box::pin(self.view.run_sync_hooks(&mut ctx))).await?;
+        if let Err(e) = result {
+            tracing::error!(error = %e, "sync hook failed");
         }
+        Ok(())
     }
 
     /// Whether the assigns now state other scopes than those subscribed (a changed key, or a
@@ -115,7 +101,7 @@ impl<V: LiveView> ViewSession<V> {
                 db.clear_statement_cache();
             }
             let result = match db.begin_seeing(&must_see).await {
-                Err(e) => Ok(Err(e)),
+                Err(e) => Err(e),
                 Ok(_) => {
                     let mut m = Mount::<V> {
                         state: &self.rt.state,
@@ -124,24 +110,18 @@ impl<V: LiveView> ViewSession<V> {
                         connected: true,
                         db: &mut db,
                     };
-                    AssertUnwindSafe(Box::pin(self.view.reload(&mut m)))
-                        .catch_unwind()
-                        .await
+                    guarded("reload", Box::pin(self.view.reload(&mut m))).await?
                 }
             };
-            match result {
-                Err(p) => return Err(End::Crash(format!("reload panicked: {}", panic_message(p)))),
-                Ok(Err(e)) => {
-                    tracing::warn!(error = %e, attempt, "reload failed; retrying");
-                    if is_stale_statement(&e) {
-                        stale = true;
-                    }
-                    db.rollback().await;
-                    tokio::time::sleep(delay).await;
-                    delay *= 2;
-                    continue;
+            if let Err(e) = result {
+                tracing::warn!(error = %e, attempt, "reload failed; retrying");
+                if is_stale_statement(&e) {
+                    stale = true;
                 }
-                Ok(Ok(())) => {}
+                db.rollback().await;
+                tokio::time::sleep(delay).await;
+                delay *= 2;
+                continue;
             }
             let finished = db.finish().await;
             drop(permits);
@@ -209,26 +189,22 @@ impl<V: LiveView> ViewSession<V> {
             return Ok(Applied::Reload);
         }
         let batch = ChangeBatch { deliveries };
-        let result = {
-            let mut ctx = SyncCtx::<V> {
-                state: &self.rt.state,
-            };
-            AssertUnwindSafe(Box::pin(self.view.apply_changes(&batch, &mut ctx)))
-                .catch_unwind()
-                .await
+        let mut ctx = SyncCtx::<V> {
+            state: &self.rt.state,
         };
+        let result = guarded(
+            "applying changes",
+            Box::pin(self.view.apply_changes(&batch, &mut ctx)),
+        )
+        .await?;
         match result {
-            Err(p) => Err(End::Crash(format!(
-                "applying changes panicked: {}",
-                panic_message(p)
-            ))),
-            Ok(Ok(_)) => Ok(Applied::Done),
-            Ok(Err(ApplyError::Reload)) => Ok(Applied::Reload),
-            Ok(Err(ApplyError::Decode(e))) => {
+            Ok(_) => Ok(Applied::Done),
+            Err(ApplyError::Reload) => Ok(Applied::Reload),
+            Err(ApplyError::Decode(e)) => {
                 tracing::error!(error = %e, "a row did not decode; reloading the view");
                 Ok(Applied::Reload)
             }
-            Ok(Err(ApplyError::Hook(e))) => {
+            Err(ApplyError::Hook(e)) => {
                 tracing::error!(error = %e, "sync hook failed");
                 Ok(Applied::Done)
             }

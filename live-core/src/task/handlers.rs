@@ -1,71 +1,87 @@
 //! Handling what a view receives: events, server messages, URL params, and the pushes
 //! handlers ask for.
 
-use std::panic::AssertUnwindSafe;
-
-use futures_util::FutureExt;
-
-use super::{End, ToView, ViewSession, panic_message};
+use super::{End, ToView, ViewSession, guarded};
 use crate::protocol::Reason;
 use crate::view::{Ctx, Event, LiveView, Params, Push, ViewError, is_local_url, params_for};
+
+/// Runs a handler of the view with a fresh [`Ctx`] (a panic ends the view): `$call` is an
+/// expression over `view` and `ctx`.
+macro_rules! with_ctx {
+    ($s:ident, $what:literal, $pushes:expr, |$view:ident, $ctx:ident| $call:expr) => {{
+        let mut $ctx = Ctx::<V>::new(
+            &$s.rt.state,
+            &$s.session,
+            &mut $s.info,
+            $pushes,
+            Some(&$s.rt.topics),
+        );
+        let $view = &mut $s.view;
+        guarded($what, Box::pin($call)).await
+    }};
+}
 
 impl<V: LiveView> ViewSession<V> {
     pub(super) async fn on_inbound(&mut self, msg: ToView) -> Result<(), End> {
         match msg {
-            ToView::Event { msg_ref, event } => self.on_event(msg_ref, *event).await,
-            ToView::Params { msg_ref, url } => {
-                // The client may change the query, never the signed path parameters: a URL
-                // of another path needs a page load (and a token for it).
-                let params = params_for(&self.route, &self.token, &url);
-                if params.path_params() != &self.token.path_params {
-                    tracing::warn!(url = %url, "params for other path parameters refused");
-                    return self
-                        .wire
-                        .reply_error(msg_ref.as_deref(), Reason::Navigate)
-                        .await;
-                }
-                self.params = params;
-                let params = self.params.clone();
-                let mut pushes = Vec::new();
-                self.call_params(&params, &mut pushes).await?;
-                self.after_handler(pushes).await?;
-                self.wire.reply_ok(msg_ref.as_deref(), "{}").await
-            }
+            ToView::Event { msg_ref, event, n } => self.on_event(msg_ref, *event, n).await,
+            ToView::Params { msg_ref, url } => self.on_params(msg_ref, url).await,
             ToView::Resync { msg_ref } => {
-                self.send_whole().await?;
-                self.wire.reply_ok(msg_ref.as_deref(), "{}").await
+                self.send_whole().await;
+                self.wire.reply_ok(msg_ref.as_deref(), "{}").await;
+                Ok(())
             }
         }
+    }
+
+    /// The client's URL changed (a `live-patch` link, back or forward).
+    pub(super) async fn on_params(
+        &mut self,
+        msg_ref: Option<String>,
+        url: String,
+    ) -> Result<(), End> {
+        // The client may change the query, never the signed path parameters: a URL of
+        // another path needs a page load (and a token for it).
+        let params = params_for(&self.route, &self.token, &url);
+        if params.path_params() != &self.token.path_params {
+            tracing::warn!(url = %url, "params for other path parameters refused");
+            self.wire
+                .reply_error(msg_ref.as_deref(), Reason::Navigate)
+                .await;
+            return Ok(());
+        }
+        self.params = params;
+        let params = self.params.clone();
+        let mut pushes = Vec::new();
+        self.call_params(&params, &mut pushes).await?;
+        self.after_handler(pushes).await?;
+        self.wire.reply_ok(msg_ref.as_deref(), "{}").await;
+        Ok(())
     }
 
     pub(super) async fn on_event(
         &mut self,
         msg_ref: Option<String>,
         event: Event,
+        n: Option<u64>,
     ) -> Result<(), End> {
+        if let Some(n) = n {
+            if n <= self.last_event {
+                // A resend of an event handled already (its reply was lost with a
+                // connection): handled once, answered again.
+                tracing::debug!(n, "an event handled already");
+                self.wire.reply_ok(msg_ref.as_deref(), "{}").await;
+                return Ok(());
+            }
+            self.last_event = n;
+        }
         let mut pushes = Vec::new();
         let name = event.name.clone();
-        let result = {
-            let mut ctx = Ctx::<V> {
-                state: &self.rt.state,
-                session: &self.session,
-                info: &mut self.info,
-                pushes: &mut pushes,
-                topics: Some(&self.rt.topics),
-            };
-            AssertUnwindSafe(Box::pin(self.view.handle_event(event, &mut ctx)))
-                .catch_unwind()
-                .await
-        };
+        let result = with_ctx!(self, "handle_event", &mut pushes, |view, ctx| view
+            .handle_event(event, &mut ctx))?;
         let error = match result {
-            Err(p) => {
-                return Err(End::Crash(format!(
-                    "handle_event panicked: {}",
-                    panic_message(p)
-                )));
-            }
-            Ok(Ok(())) => None,
-            Ok(Err(e)) => {
+            Ok(()) => None,
+            Err(e) => {
                 match &e {
                     ViewError::UnknownEvent(n) => tracing::warn!(event = %n, "unknown event"),
                     ViewError::BadRequest(m) => {
@@ -81,31 +97,15 @@ impl<V: LiveView> ViewSession<V> {
             None => self.wire.reply_ok(msg_ref.as_deref(), "{}").await,
             Some(reason) => self.wire.reply_error(msg_ref.as_deref(), reason).await,
         }
+        Ok(())
     }
 
     pub(super) async fn on_info(&mut self, msg: V::Message) -> Result<(), End> {
         let mut pushes = Vec::new();
-        let result = {
-            let mut ctx = Ctx::<V> {
-                state: &self.rt.state,
-                session: &self.session,
-                info: &mut self.info,
-                pushes: &mut pushes,
-                topics: Some(&self.rt.topics),
-            };
-            AssertUnwindSafe(Box::pin(self.view.handle_info(msg, &mut ctx)))
-                .catch_unwind()
-                .await
-        };
-        match result {
-            Err(p) => {
-                return Err(End::Crash(format!(
-                    "handle_info panicked: {}",
-                    panic_message(p)
-                )));
-            }
-            Ok(Err(e)) => tracing::error!(error = %e, "handle_info failed"),
-            Ok(Ok(())) => {}
+        let result = with_ctx!(self, "handle_info", &mut pushes, |view, ctx| view
+            .handle_info(msg, &mut ctx))?;
+        if let Err(e) = result {
+            tracing::error!(error = %e, "handle_info failed");
         }
         self.after_handler(pushes).await
     }
@@ -115,29 +115,12 @@ impl<V: LiveView> ViewSession<V> {
         params: &Params,
         pushes: &mut Vec<Push>,
     ) -> Result<(), End> {
-        let result = {
-            let mut ctx = Ctx::<V> {
-                state: &self.rt.state,
-                session: &self.session,
-                info: &mut self.info,
-                pushes,
-                topics: Some(&self.rt.topics),
-            };
-            AssertUnwindSafe(Box::pin(self.view.handle_params(params, &mut ctx)))
-                .catch_unwind()
-                .await
-        };
-        match result {
-            Err(p) => Err(End::Crash(format!(
-                "handle_params panicked: {}",
-                panic_message(p)
-            ))),
-            Ok(Err(e)) => {
-                tracing::warn!(error = %e, "handle_params failed");
-                Ok(())
-            }
-            Ok(Ok(())) => Ok(()),
+        let result = with_ctx!(self, "handle_params", pushes, |view, ctx| view
+            .handle_params(params, &mut ctx))?;
+        if let Err(e) = result {
+            tracing::warn!(error = %e, "handle_params failed");
         }
+        Ok(())
     }
 
     /// After any handler: follow a changed subscription key, render and send, then pushes.
@@ -151,6 +134,12 @@ impl<V: LiveView> ViewSession<V> {
 
     pub(super) async fn process_pushes(&mut self, pushes: Vec<Push>) -> Result<(), End> {
         for p in pushes {
+            if self.detached.is_some() {
+                // Nobody to tell: a redirect, patch or push event of a handler that ran while
+                // the client was away is dropped (its state is in the assigns).
+                tracing::debug!(push = ?p, "no client to push to; dropped");
+                continue;
+            }
             match p {
                 Push::Patch { to, .. } | Push::Redirect { to } if !is_local_url(&to) => {
                     tracing::error!(to = %to, "refused a patch or redirect to another origin");
@@ -164,7 +153,11 @@ impl<V: LiveView> ViewSession<V> {
                         self.token.path_params = self.params.path_params().clone();
                         self.token.exp =
                             crate::token::now_secs() + self.rt.config.token_max_age.as_secs();
-                        token = Some(self.rt.signer.sign(&self.token));
+                        let signed = self.rt.signer.sign(&self.token);
+                        // Kept assigns are bound to the page token the client holds.
+                        self.page = super::keep::page_id(&signed);
+                        self.kept_sent = None;
+                        token = Some(signed);
                     }
                     let params = self.params.clone();
                     let mut more = Vec::new();
@@ -173,25 +166,26 @@ impl<V: LiveView> ViewSession<V> {
                     let payload =
                         serde_json::json!({ "to": to, "replace": replace, "token": token })
                             .to_string();
-                    self.wire.push("patch", &payload).await?;
+                    self.wire.push("patch", &payload).await;
+                    self.send_kept().await;
                     // Pushes from that params handler (a redirect, say) are followed once.
                     for q in more {
                         if let Push::Redirect { to } = q
                             && is_local_url(&to)
                         {
                             let payload = serde_json::json!({ "to": to }).to_string();
-                            self.wire.push("redirect", &payload).await?;
+                            self.wire.push("redirect", &payload).await;
                         }
                     }
                 }
                 Push::Redirect { to } => {
                     let payload = serde_json::json!({ "to": to }).to_string();
-                    self.wire.push("redirect", &payload).await?;
+                    self.wire.push("redirect", &payload).await;
                 }
                 Push::Event { name, payload } => {
                     let payload =
                         serde_json::json!({ "event": name, "payload": payload }).to_string();
-                    self.wire.push("push_event", &payload).await?;
+                    self.wire.push("push_event", &payload).await;
                 }
             }
         }

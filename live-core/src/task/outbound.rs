@@ -5,7 +5,6 @@ use std::sync::Arc;
 
 use tokio::sync::{OwnedSemaphorePermit, Semaphore, mpsc};
 
-use super::End;
 use crate::protocol::{Reason, error_reply, frame, reply};
 
 /// One frame queued for the socket writer, holding its share of the connection's byte budget
@@ -105,9 +104,16 @@ impl Outbound {
     pub(crate) fn close(&self) {
         self.budget.close();
     }
+
+    /// Whether the connection is gone.
+    pub(crate) fn is_closed(&self) -> bool {
+        self.budget.is_closed()
+    }
 }
 
-/// Where a view's frames go.
+/// Where a view's frames go: the connection it is attached to. A connection that closed
+/// does not end the view (its client may come back): frames are then dropped, and the view
+/// keeps what a returning client needs (its replay window, its rendered model).
 pub(crate) struct Wire {
     pub(crate) topic: String,
     pub(crate) join_ref: String,
@@ -117,11 +123,16 @@ pub(crate) struct Wire {
 }
 
 impl Wire {
-    /// Reserves room for about `bytes` of frames before building them.
-    pub(crate) async fn reserve(&mut self, bytes: usize) -> Result<(), End> {
+    /// Whether the connection is gone (frames go nowhere).
+    pub(crate) fn is_closed(&self) -> bool {
+        self.out.is_closed()
+    }
+
+    /// Reserves room for about `bytes` of frames before building them (a view whose client
+    /// does not read waits here, holding no new frame).
+    pub(crate) async fn reserve(&mut self, bytes: usize) {
         self.room = None;
-        self.room = Some(self.out.reserve(bytes).await.map_err(|_| End::Gone)?);
-        Ok(())
+        self.room = self.out.reserve(bytes).await.ok();
     }
 
     /// Gives back what is left of the reservation.
@@ -129,14 +140,13 @@ impl Wire {
         self.room = None;
     }
 
-    pub(crate) async fn send(&mut self, text: String) -> Result<(), End> {
-        self.out
-            .send_from(text, &mut self.room)
-            .await
-            .map_err(|_| End::Gone)
+    async fn send(&mut self, text: String) {
+        if self.out.send_from(text, &mut self.room).await.is_err() {
+            tracing::trace!("a frame for a closed connection dropped");
+        }
     }
 
-    pub(crate) async fn push(&mut self, event: &str, payload: &str) -> Result<(), End> {
+    pub(crate) async fn push(&mut self, event: &str, payload: &str) {
         self.send(frame(
             Some(&self.join_ref),
             None,
@@ -147,11 +157,7 @@ impl Wire {
         .await
     }
 
-    pub(crate) async fn reply_ok(
-        &mut self,
-        msg_ref: Option<&str>,
-        response: &str,
-    ) -> Result<(), End> {
+    pub(crate) async fn reply_ok(&mut self, msg_ref: Option<&str>, response: &str) {
         self.send(reply(
             Some(&self.join_ref),
             msg_ref,
@@ -162,11 +168,7 @@ impl Wire {
         .await
     }
 
-    pub(crate) async fn reply_error(
-        &mut self,
-        msg_ref: Option<&str>,
-        reason: Reason,
-    ) -> Result<(), End> {
+    pub(crate) async fn reply_error(&mut self, msg_ref: Option<&str>, reason: Reason) {
         self.send(error_reply(
             Some(&self.join_ref),
             msg_ref,

@@ -136,10 +136,12 @@ impl TestView {
             join_ref: "1".into(),
             msg_ref: Some("1".into()),
             token,
+            page: String::new(),
             url: uri.to_string(),
             inbox,
             out: out_tx,
             socket_mounts: Arc::new(tokio::sync::Semaphore::new(2)),
+            keep: None,
         };
         live.views
             .spawn(&live.rt, req)
@@ -354,6 +356,7 @@ impl TestView {
                         value,
                         target,
                     }),
+                    n: None,
                 },
                 _permit: None,
             }))

@@ -73,6 +73,24 @@ pub struct Ctx<'a, V: LiveView> {
     pub(crate) topics: Option<&'a crate::pubsub::Topics>,
 }
 
+impl<'a, V: LiveView> Ctx<'a, V> {
+    pub(crate) fn new(
+        state: &'a V::State,
+        session: &'a Session,
+        info: &'a mut InfoSlot<V::Message>,
+        pushes: &'a mut Vec<Push>,
+        topics: Option<&'a crate::pubsub::Topics>,
+    ) -> Self {
+        Ctx {
+            state,
+            session,
+            info,
+            pushes,
+            topics,
+        }
+    }
+}
+
 /// A view's `handle_info` channel, created the first time a handler asks for it (most views
 /// never do, and an idle view should cost little).
 pub(crate) struct InfoSlot<M> {

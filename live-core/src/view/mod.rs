@@ -5,6 +5,7 @@ mod ctx;
 mod db;
 mod error;
 mod event;
+mod keep;
 mod params;
 
 use std::future::Future;
@@ -18,6 +19,8 @@ pub(crate) use ctx::{InfoSlot, Push};
 pub(crate) use db::{DbSlot, is_stale_statement};
 pub use error::ViewError;
 pub use event::{Event, EventKind};
+#[doc(hidden)]
+pub use keep::{KeptMap, keep_field, kept_object, restored_field};
 pub use params::Params;
 pub(crate) use params::{is_local_url, join_params, params_for};
 
@@ -247,6 +250,19 @@ pub trait Assigns: Sized + Send + 'static {
     /// Replaces the watched rows by the node's shared versions (see `WatchedAssign::share`).
     #[doc(hidden)]
     fn share_rows(&mut self) {}
+
+    /// The `#[keep]` assigns as a JSON object (`None`: the view keeps none).
+    #[doc(hidden)]
+    fn kept(&self) -> Option<serde_json::Value> {
+        None
+    }
+
+    /// Restores the `#[keep]` assigns from what [`Assigns::kept`] gave (all or none: a field
+    /// that does not decode leaves every assign as the mount set it).
+    #[doc(hidden)]
+    fn restore_kept(&mut self, _kept: &serde_json::Value) -> Result<(), String> {
+        Ok(())
+    }
 
     /// Applies committed changes to the watched assigns and runs the `sync` hooks of those
     /// that changed. True if anything changed.
