@@ -1072,3 +1072,183 @@ async fn two_instances_on_one_database_with_a_bus_are_live_both_ways() {
     a.close().await;
     b.close().await;
 }
+
+/// The todo app as its own process, so a test can restart it (see
+/// [`a_dropped_socket_and_a_restart_cost_the_user_nothing`]): serves on `TODO_PROC_ADDR` with
+/// the test secret until SIGTERM, then stops gracefully. Without `TODO_PROC_DB`, does nothing.
+#[test]
+#[ignore = "run by the tests as a child process"]
+fn todo_app_process() {
+    let (Ok(db), Ok(slot), Ok(addr)) = (
+        std::env::var("TODO_PROC_DB"),
+        std::env::var("TODO_PROC_SLOT"),
+        std::env::var("TODO_PROC_ADDR"),
+    ) else {
+        return;
+    };
+    let _ = tracing_subscriber::fmt()
+        .with_env_filter(std::env::var("RUST_LOG").unwrap_or_else(|_| "info".into()))
+        .with_writer(std::io::stderr)
+        .with_ansi(false)
+        .try_init();
+    let rt = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+        .expect("runtime");
+    rt.block_on(async move {
+        let (router, live) = todo::app(TodoConfig {
+            database_url: db,
+            slot,
+            nats_url: None,
+            live: LiveConfig::new(SECRET.to_vec()),
+        })
+        .await
+        .expect("the todo app starts");
+        let listener = tokio::net::TcpListener::bind(&addr).await.expect("bind");
+        println!("LIVE_NODE_READY {addr}");
+        live_core::serve_until(listener, router, async move {
+            live_core::shutdown_signal().await;
+            live.shutdown().await;
+        })
+        .await
+        .expect("serve");
+        std::process::exit(0);
+    });
+}
+
+/// The value of a selector's element (`null` when there is none), read by JavaScript.
+async fn value_of(b: &Browser, css: &str) -> serde_json::Value {
+    b.js(&format!(
+        "const e = document.querySelector({}); return e ? e.value : null",
+        q(css)
+    ))
+    .await
+}
+
+/// Issue 11's browser test. A window is editing a todo, with text typed and not sent, and
+/// an error on screen (UI state no database holds). Its connection drops for a few seconds
+/// while another window changes rows: when it comes back it shows the changes, is still
+/// editing with its text, and still shows the error (the view was resumed, not mounted
+/// again). Then the whole app process restarts: the page is mounted anew on the new process;
+/// the `#[keep]` assigns (the todo being edited) come back and the typed text stays.
+#[tokio::test]
+async fn a_dropped_socket_and_a_restart_cost_the_user_nothing() {
+    use live_tests::node::NodeProc;
+    use live_tests::proxy::TcpProxy;
+    let db = TestDb::new("").await;
+    let app_addr: SocketAddr = format!("127.0.0.1:{}", live_tests::free_port())
+        .parse()
+        .expect("address");
+    let slot = format!("slot_{}", db.name);
+    let env = [
+        ("TODO_PROC_DB", db.url.as_str()),
+        ("TODO_PROC_SLOT", slot.as_str()),
+        ("TODO_PROC_ADDR", &app_addr.to_string()),
+    ];
+    let env: Vec<(&str, &str)> = env.iter().map(|(k, v)| (*k, &**v)).collect();
+    let mut app = NodeProc::spawn_with("todo_app_process", "todo", &env);
+    let list = new_list(&db).await;
+    db.exec(&format!(
+        "INSERT INTO todos (list_id, title) VALUES ({list}, 'one'), ({list}, 'two')"
+    ))
+    .await;
+    let proxy = TcpProxy::start(app_addr).await;
+    let a = Browser::start().await;
+    let b = Browser::start().await;
+    a.open(&format!("http://{}/lists/{list}", proxy.addr)).await;
+    b.open(&format!("http://{app_addr}/lists/{list}")).await;
+    wait_labels(&a, &["one", "two"]).await;
+    wait_labels(&b, &["one", "two"]).await;
+
+    // A: an add refused (too long: an error on screen), then editing "one" with text typed.
+    a.js(&format!(
+        "const i = document.querySelector('input.new-todo'); i.value = 'x'.repeat({}); \
+         i.dispatchEvent(new KeyboardEvent('keydown', {{key: 'Enter', bubbles: true}})); return true",
+        MAX_TITLE_CHARS + 1
+    ))
+    .await;
+    a.wait_js("return !!document.querySelector('p.error')")
+        .await;
+    let one = li_of(&a, "one").await;
+    js_dblclick(&a, &format!("{one} label")).await;
+    a.wait_js("return !!document.querySelector('input.edit')")
+        .await;
+    a.find("input.edit")
+        .await
+        .send_keys(" typed")
+        .await
+        .unwrap();
+    assert_eq!(value_of(&a, "input.edit").await, "one typed");
+
+    // The network drops A's connection; meanwhile B renames "two" and adds "three".
+    proxy.offline().await;
+    let two = li_of(&b, "two").await;
+    js_dblclick(&b, &format!("{two} label")).await;
+    b.wait_js("return !!document.querySelector('input.edit')")
+        .await;
+    b.js("const i = document.querySelector('input.edit'); i.focus(); i.select(); return true")
+        .await;
+    b.find("input.edit")
+        .await
+        .send_keys(&enter("two renamed"))
+        .await
+        .unwrap();
+    add_todo(&b, "three").await;
+    wait_labels(&b, &["one", "two renamed", "three"]).await;
+    // A notices after a moment (no flicker on a blip, then the reconnecting state).
+    a.wait_js(
+        "return document.querySelector('[data-live-root]').classList.contains('live-reconnecting')",
+    )
+    .await;
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    proxy.online();
+
+    // A comes back: B's changes are there, it is still editing with its text, and the error
+    // (not kept, not in any database) is still on screen: the view was resumed.
+    wait_labels(&a, &["one", "two renamed", "three"]).await;
+    a.wait_js(
+        "return document.querySelector('[data-live-root]').classList.contains('live-connected')",
+    )
+    .await;
+    assert_eq!(value_of(&a, "input.edit").await, "one typed");
+    assert!(
+        a.js("return !!document.querySelector('p.error')")
+            .await
+            .as_bool()
+            .unwrap_or(false),
+        "the resumed view kept its error message"
+    );
+    assert!(
+        !a.js(
+            "return document.querySelector('[data-live-root]').classList.contains('live-refused')"
+        )
+        .await
+        .as_bool()
+        .unwrap_or(true)
+    );
+
+    // The whole app process restarts on the same address (a deploy).
+    assert_eq!(app.terminate(), Some(0), "a graceful stop");
+    app = NodeProc::spawn_with("todo_app_process", "todo", &env);
+    // Mounted anew on the new process: the kept assign (editing) came back, the typed text
+    // stayed, and the error (not kept) is gone — the sign of a new mount.
+    a.wait_js("return !document.querySelector('p.error') && document.querySelector('[data-live-root]').classList.contains('live-connected')")
+        .await;
+    assert_eq!(
+        value_of(&a, "input.edit").await,
+        "one typed",
+        "still editing, with the typed text"
+    );
+    wait_labels(&a, &["one", "two renamed", "three"]).await;
+    // And it is live on the new process.
+    db.exec(&format!(
+        "INSERT INTO todos (list_id, title) VALUES ({list}, 'four')"
+    ))
+    .await;
+    wait_labels(&a, &["one", "two renamed", "three", "four"]).await;
+    wait_labels(&b, &["one", "two renamed", "three", "four"]).await;
+    a.close().await;
+    b.close().await;
+    drop(app);
+}

@@ -16,12 +16,7 @@ pub struct Browser {
     profile: std::path::PathBuf,
 }
 
-fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0")
-        .and_then(|l| l.local_addr())
-        .map(|a| a.port())
-        .expect("free port")
-}
+use crate::free_port;
 
 fn find(names: &[&str]) -> Option<String> {
     names

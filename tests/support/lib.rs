@@ -22,6 +22,7 @@ pub mod faults;
 pub mod items;
 pub mod nats;
 pub mod node;
+pub mod proxy;
 
 /// The secret key of test apps.
 pub const SECRET: &[u8] = b"test-secret-key-0123456789abcdef0123456789";
@@ -128,6 +129,14 @@ impl TestDb {
             String::from_utf8_lossy(&out.stderr)
         );
     }
+}
+
+/// A port of 127.0.0.1 that is free right now.
+pub fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .and_then(|l| l.local_addr())
+        .map(|a| a.port())
+        .expect("a free port")
 }
 
 /// A tiny deterministic generator (reproducible write sequences).
@@ -365,6 +374,28 @@ impl WsClient {
         let reply = self.reply(&r).await;
         if reply["status"] == "ok" {
             let m = ClientModel::from_rendered(&reply["response"]["rendered"], 1).expect("model");
+            self.models.insert(topic.to_string(), m);
+        }
+        reply
+    }
+
+    /// Joins `topic` with a whole join payload (a `resume`, a `keep` blob); returns the reply.
+    /// A fresh mount's reply sets up the topic's model; a resumed view keeps `model` (the
+    /// client's copy it resumes from), to which the diffs that follow apply.
+    pub async fn join_with(
+        &mut self,
+        topic: &str,
+        payload: Value,
+        model: Option<ClientModel>,
+    ) -> Value {
+        let r = self.send_frame(Some(topic), topic, "join", payload).await;
+        if let Some(m) = model {
+            self.models.insert(topic.to_string(), m);
+        }
+        let reply = self.reply(&r).await;
+        let resp = &reply["response"];
+        if reply["status"] == "ok" && resp.get("rendered").is_some() {
+            let m = ClientModel::from_rendered(&resp["rendered"], 1).expect("model");
             self.models.insert(topic.to_string(), m);
         }
         reply

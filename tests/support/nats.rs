@@ -15,12 +15,7 @@ pub struct NatsServer {
     dir: PathBuf,
 }
 
-fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0")
-        .and_then(|l| l.local_addr())
-        .map(|a| a.port())
-        .expect("a free port")
-}
+use crate::free_port;
 
 impl NatsServer {
     /// Starts a server; panics with the install command when `nats-server` is missing.

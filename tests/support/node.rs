@@ -24,6 +24,20 @@ impl NodeProc {
     /// Starts a node of the items app: `entry` is the test function that calls
     /// [`node_main`] (e.g. `"node_process"`).
     pub fn spawn(entry: &str, name: &str, db_url: &str, slot: &str, nats_url: &str) -> NodeProc {
+        Self::spawn_with(
+            entry,
+            name,
+            &[
+                ("LIVE_NODE_DB", db_url),
+                ("LIVE_NODE_SLOT", slot),
+                ("LIVE_NODE_NATS", nats_url),
+            ],
+        )
+    }
+
+    /// Starts the test function `entry` of this test binary as a process with `env`; it
+    /// prints `LIVE_NODE_READY <addr>` once it serves.
+    pub fn spawn_with(entry: &str, name: &str, env: &[(&str, &str)]) -> NodeProc {
         let exe = std::env::current_exe().expect("the test binary");
         let mut child = Command::new(exe)
             .args([
@@ -33,9 +47,7 @@ impl NodeProc {
                 "--nocapture",
                 "--test-threads=1",
             ])
-            .env("LIVE_NODE_DB", db_url)
-            .env("LIVE_NODE_SLOT", slot)
-            .env("LIVE_NODE_NATS", nats_url)
+            .envs(env.iter().copied())
             .env(
                 "RUST_LOG",
                 std::env::var("LIVE_NODE_LOG")

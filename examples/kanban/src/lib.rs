@@ -129,11 +129,15 @@ pub struct BoardPage {
     team: Vec<Arc<User>>,
     /// A hash of the team's ids and names: what each card's select depends on.
     team_sig: u64,
-    /// The card whose title is being edited.
+    /// The card whose title is being edited (UI state: `#[keep]` brings it back when the page
+    /// is mounted anew, after a deploy or a long disconnection).
+    #[keep]
     editing: Option<i64>,
     /// What the user typed into the edited card, when saving it was refused (kept on screen).
+    #[keep]
     edit_draft: Option<String>,
     /// What the user typed into a column's new-card input, when adding it was refused.
+    #[keep]
     draft: Option<(i64, String)>,
     /// Why the last add or rename was refused; cleared by the next one that succeeds.
     error: Option<String>,

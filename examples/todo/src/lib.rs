@@ -98,11 +98,17 @@ pub struct TodoPage {
     /// The todos the filter shows.
     shown: Vec<Arc<Todo>>,
     filter: Filter,
+    /// The todo being edited. UI state that no database holds: `#[keep]` brings it back when
+    /// the page is mounted anew (after a deploy, or a connection lost for longer than the
+    /// grace period).
+    #[keep]
     editing: Option<i64>,
     /// What the user typed into the edited todo, when saving it was refused (kept on screen).
+    #[keep]
     edit_draft: Option<String>,
     last_add: Option<(String, Instant)>,
     /// What the user typed into the new-todo input, when adding it was refused (kept on screen).
+    #[keep]
     draft: Option<String>,
     /// Why the last add or save was refused; cleared by the next one that succeeds.
     error: Option<String>,
