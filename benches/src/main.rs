@@ -5,6 +5,7 @@
 //! cargo run --release -p live-bench -- replication      # bulk decode rate vs pg_recvlogical
 //! cargo run --release -p live-bench -- attack [EXE]     # hostile clients (vs another build)
 //! cargo run --release -p live-bench -- kanban           # key-set views: renames, fan-out, memory
+//! cargo run --release -p live-bench -- resume           # a dropped connection: resume vs remount
 //! ```
 //!
 //! Each run starts a private Postgres (`wal_level=logical`) and the app server as a child
@@ -13,6 +14,7 @@
 //! measures commit-to-frame latency at every client. Figures print as `name: value unit`.
 
 mod nodes;
+mod resume;
 mod server;
 
 use std::collections::HashMap;
@@ -1095,9 +1097,10 @@ fn main() {
         "replication" => rt.block_on(replication()),
         "attack" => rt.block_on(attack(args.get(2).cloned())),
         "kanban" => rt.block_on(kanban_all()),
+        "resume" => rt.block_on(resume::all()),
         _ => {
             eprintln!(
-                "usage: live-bench scale [1|2|3|4|5|6|all] | replication | attack [BASELINE_EXE] | kanban | nodes"
+                "usage: live-bench scale [1|2|3|4|5|6|all] | replication | attack [BASELINE_EXE] | kanban | nodes | resume"
             );
         }
     }
