@@ -340,11 +340,9 @@ async fn half_open_connections_time_out_and_shutdown_has_a_deadline() {
         .expect("bind");
     let addr = listener.local_addr().expect("addr");
     let app = Router::new().route("/", axum::routing::get(|| async { "hi" }));
-    let cfg = ServeConfig {
-        header_read_timeout: Duration::from_secs(1),
-        shutdown_timeout: Duration::from_secs(1),
-        ..ServeConfig::default()
-    };
+    let mut cfg = ServeConfig::default();
+    cfg.header_read_timeout = Duration::from_secs(1);
+    cfg.shutdown_timeout = Duration::from_secs(1);
     let (stop_tx, stop_rx) = tokio::sync::oneshot::channel::<()>();
     let server = tokio::spawn(live_core::serve_with(listener, app, cfg, async move {
         let _ = stop_rx.await;

@@ -359,7 +359,7 @@ async fn the_slot_does_not_pin_wal_while_watched_tables_are_quiet() {
             .await;
         tokio::time::sleep(Duration::from_millis(200)).await;
     }
-    let lag = live_core::replication::slot_lag_bytes(&db.pool, &slot)
+    let lag = live_core::sync::slot_lag_bytes(&db.pool, &slot)
         .await
         .expect("lag")
         .expect("slot exists");

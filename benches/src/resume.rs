@@ -17,9 +17,8 @@ use tokio_tungstenite::tungstenite::Message;
 
 use crate::{Server, database, http_get, page_token, ws_connect};
 
-type Ws = tokio_tungstenite::WebSocketStream<
-    tokio_tungstenite::MaybeTlsStream<tokio::net::TcpStream>,
->;
+type Ws =
+    tokio_tungstenite::WebSocketStream<tokio_tungstenite::MaybeTlsStream<tokio::net::TcpStream>>;
 
 /// What a client holds of its view between connections.
 struct Held {
@@ -130,14 +129,8 @@ async fn resume_vs_mount(rounds: u32) -> Vec<String> {
                 .expect("update");
         }
         tokio::time::sleep(Duration::from_secs(5)).await;
-        let (next, a) = join_until_live(
-            server.port,
-            &token,
-            resume.then_some(&held),
-            round,
-            changed,
-        )
-        .await;
+        let (next, a) =
+            join_until_live(server.port, &token, resume.then_some(&held), round, changed).await;
         let figure = (a.bytes as f64, a.elapsed.as_secs_f64() * 1000.0);
         if resume {
             resumed.push(figure);

@@ -36,7 +36,7 @@ use crate::replication::{BusConfig, ListenerStatus, Sink, SinkError};
 
 /// Why the bus cannot start.
 #[derive(Debug, thiserror::Error)]
-pub enum BusError {
+pub(crate) enum BusError {
     /// The NATS server cannot be reached.
     #[error("cannot connect to NATS at {url}: {message}")]
     Connect {

@@ -4,6 +4,7 @@ use std::time::Duration;
 
 /// Settings of the runtime.
 #[derive(Clone)]
+#[non_exhaustive]
 pub struct LiveConfig {
     /// Key that signs view tokens and the session cookie (at least 32 bytes).
     pub secret_key: Vec<u8>,

@@ -73,14 +73,31 @@
 //! # Ok(()) }
 //! ```
 //!
-//! The modules follow the flow: [`replication`] (listener, pgoutput and value decoding) →
-//! `fanout` (routing by key and id) → `session` (one task per connected view) → `render` and
-//! `diff` → `socket` and `router` (axum) → `assets/live.js` in the browser.
+//! ## Where to read on
+//!
+//! The guides in [`docs`]: getting started, watched assigns and their scopes, the delivery
+//! guarantees, security, deployment, several nodes. The wire protocol and the browser client
+//! are in `assets/README.md`. The change streams of [`Live::changes`] are in [`watch`]; the
+//! replication listener's settings and status in [`sync`]; a private Postgres for tests and
+//! examples in [`postgres`]; a browser-free test harness in `testing` (feature `testing`).
+//!
+//! The source follows the data: `pg` and `row` (decoding, row types) → `replication` (the
+//! slot) → `fanout` (routing by key and id) → `watch` (patching assigns) → `task` (one task
+//! per connected view, resume) → `render` and `diff` → `socket` → `server` (axum) →
+//! `assets/live.js` in the browser. `ARCHITECTURE.md` has one line per module.
 
-#![warn(missing_docs)]
-
-/// Guides.
+/// Guides: how to use live-core, and what it guarantees.
 pub mod docs {
+    // GUIDE-PENDING #[doc = include_str!("docs/guide.md")]
+    // GUIDE-PENDING pub mod guide {}
+    // GUIDE-PENDING #[doc = include_str!("docs/watched_assigns.md")]
+    // GUIDE-PENDING pub mod watched_assigns {}
+    // GUIDE-PENDING #[doc = include_str!("docs/delivery.md")]
+    // GUIDE-PENDING pub mod delivery {}
+    // GUIDE-PENDING #[doc = include_str!("docs/security.md")]
+    // GUIDE-PENDING pub mod security {}
+    // GUIDE-PENDING #[doc = include_str!("docs/deployment.md")]
+    // GUIDE-PENDING pub mod deployment {}
     #[doc = include_str!("docs/nodes.md")]
     pub mod nodes {}
 }
@@ -95,7 +112,7 @@ pub mod postgres;
 mod protocol;
 mod pubsub;
 mod render;
-pub mod replication;
+mod replication;
 mod row;
 mod runtime;
 mod server;
@@ -107,35 +124,116 @@ mod token;
 mod view;
 pub mod watch;
 
+/// The replication listener's settings and status: [`SyncConfig`](sync::SyncConfig) (also at
+/// the crate root), the bus of several nodes ([`BusConfig`](sync::BusConfig)), the status a
+/// node reports ([`ListenerStatus`](sync::ListenerStatus), [`Role`](sync::Role)), transaction
+/// marks, and the slot's lag.
+pub mod sync {
+    pub use crate::replication::{
+        BusConfig, ListenerStatus, Role, SyncConfig, SyncError, TxnMark, mark_transaction,
+        slot_lag_bytes,
+    };
+}
+
 pub use config::LiveConfig;
-pub use live_macros::{Assigns, Watch};
 pub use maud::{DOCTYPE, Markup, PreEscaped, html};
 pub use pubsub::BroadcastError;
 pub use render::{Keyed, keyed};
-pub use replication::{ListenerStatus, SyncConfig, SyncError, TxnMark, mark_transaction};
+pub use replication::{SyncConfig, SyncError, TxnMark, mark_transaction};
 pub use row::{Key, KeyValue, Watch};
 pub use server::{
-    ChangesBuilder, Health, Live, LiveBuilder, LiveError, Page, RouterExt, ServeConfig, serve,
-    serve_until, serve_with, shutdown_signal,
+    Health, Live, LiveBuilder, LiveError, Page, RouterExt, ServeConfig, serve, serve_until,
+    serve_with, shutdown_signal,
 };
-pub use token::{Session, TokenError};
+pub use token::Session;
 pub use view::{
     Assigns, Ctx, Event, EventKind, LiveView, Mount, Params, SyncCtx, ViewError, ViewGone,
     ViewHandle,
 };
 
+/// Derives [`Watch`](trait@Watch) for a row type: its table, its id column (default `id`),
+/// and optionally the column that scopes its rows by default (`subscription_key`).
+///
+/// ```
+/// use live_core::Watch;
+///
+/// #[derive(Watch, Clone, Debug)]
+/// #[watch(table = "todos", subscription_key = "list_id")] // id = "id" by default
+/// struct Todo {
+///     id: i64,
+///     list_id: i64,
+///     title: String,
+///     #[watch(rename = "is_done")] // reads column `is_done`
+///     completed: bool,
+///     #[watch(skip)] // not in the table: keeps the value the view holds, else Default
+///     expanded: bool,
+/// }
+/// assert_eq!(<Todo as Watch>::TABLE, "todos");
+/// assert_eq!(<Todo as Watch>::KEY_COLUMN, "list_id");
+/// assert_eq!(<Todo as Watch>::COLUMNS, &["id", "list_id", "title", "is_done"]);
+/// ```
+///
+/// `#[watch(table = "schema.table")]` names a table of another schema than `public`;
+/// `#[watch(id = "column")]` another id column. Each field is read from its column in
+/// Postgres' text form through serde (integers, text, booleans, floats, `Option` for NULL,
+/// `Vec` for arrays, json, chrono/time, uuid, decimals, enums). Fields whose type is
+/// `PartialEq` are compared so views of the same rows share one `Arc` per row version.
+pub use live_macros::Watch;
+
+/// Derives [`Assigns`](trait@Assigns) for a view struct: which fields hold watched rows
+/// (`#[watch]`, with their scope and `sync` hook), which one is the view's subscription key
+/// (`#[subscription_key]`), and which UI state survives a new mount (`#[keep]`).
+///
+/// ```
+/// use std::sync::Arc;
+/// use live_core::{Assigns, LiveView, Markup, Mount, SyncCtx, ViewError, Watch, html};
+///
+/// #[derive(Watch, Clone)]
+/// #[watch(table = "todos", subscription_key = "list_id")]
+/// struct Todo { id: i64, list_id: i64, title: String }
+///
+/// #[derive(Assigns)]
+/// struct TodoPage {
+///     #[subscription_key]                  // from the route and session, never the client
+///     list_id: i64,
+///     #[watch(sync = Self::sorted)]        // patched when rows change, then sorted
+///     todos: Vec<Arc<Todo>>,
+///     #[keep]                              // back after a deploy or a long disconnection
+///     editing: Option<i64>,
+/// }
+///
+/// impl TodoPage {
+///     async fn sorted(&mut self, mut todos: Vec<Arc<Todo>>, _: &mut SyncCtx<'_, Self>)
+///         -> Result<Vec<Arc<Todo>>, ViewError> {
+///         todos.sort_by_key(|t| t.id);
+///         Ok(todos)
+///     }
+/// }
+/// # impl LiveView for TodoPage {
+/// #     type State = (); type Message = ();
+/// #     async fn mount(_: &mut Mount<'_, Self>) -> Result<Self, ViewError> {
+/// #         Ok(TodoPage { list_id: 1, todos: Vec::new(), editing: None })
+/// #     }
+/// #     fn render(&self) -> Markup { html! { (self.todos.len()) } }
+/// # }
+/// ```
+///
+/// On a `#[watch]` field: `sync = path` (a hook `async fn(&mut self, Vec<Arc<T>>, &mut
+/// SyncCtx<'_, Self>) -> Result<Vec<Arc<T>>, ViewError>` run after every change to the
+/// assign), and a scope: `by = "column"` with `key = expr` (one value) or `keys = expr` (a
+/// key set), or `all` with `max_rows = n`, and `filter = path` (`fn(&T) -> bool`). See
+/// [`Assigns`](trait@Assigns) and the watched-assigns guide. A `#[keep]` field must be
+/// `Serialize` and `DeserializeOwned`; keep it small and never secret (the client holds it,
+/// signed).
+pub use live_macros::Assigns;
+
 /// Hooks for the benchmarks (`benches/`). Not part of the public API.
 #[doc(hidden)]
 pub mod __bench {
-    use crate::render::{Rendered, render_tracked};
-
-    /// Tracks one page the way a connected view does: render with keyed-row tracking, then
-    /// encode the diff against what the client holds.
-    #[derive(Default)]
-    pub struct PageTracker {
-        model: Rendered,
-        version: u64,
-    }
+    /// Tracks one page the way a connected view does (the view task's own tracker): render
+    /// with keyed-row tracking, then encode what the client needs.
+    #[derive(Default, Debug)]
+    pub struct PageTracker(crate::diff::PageTracker);
 
     impl PageTracker {
         /// A tracker with nothing rendered yet.
@@ -146,37 +244,13 @@ pub mod __bench {
         /// Renders and returns the payloads sent to the client: one diff, or the whole page in
         /// pieces (empty: nothing changed).
         pub fn update(&mut self, render: impl FnOnce() -> maud::Markup) -> Vec<String> {
-            use crate::diff::{Patch, encode_diff, full_payload, model_in_pieces};
-            let tracked = render_tracked(&mut self.model, render);
-            let first = self.version == 0;
-            let patch = encode_diff(
-                &self.model.statics,
-                &tracked.model,
-                &tracked.ops,
-                self.version + 1,
-                first || !tracked.same_shape,
-            );
-            self.model = tracked.model;
-            match patch {
-                Patch::Unchanged => Vec::new(),
-                Patch::Diff(p) => {
-                    self.version += 1;
-                    vec![p]
-                }
-                Patch::Whole => {
-                    self.version += 1;
-                    let pieces = model_in_pieces(&self.model, self.version, 32 * 1024);
-                    let mut out = vec![full_payload(self.version, &self.model, &pieces)];
-                    self.version += pieces.rest.len() as u64;
-                    out.extend(pieces.rest);
-                    out
-                }
-            }
+            let tracked = self.0.render(render);
+            self.0.update(tracked).into_iter().map(|(_, p)| p).collect()
         }
 
         /// Bytes of the whole page's HTML.
         pub fn html_bytes(&self) -> usize {
-            self.model.to_html().len()
+            self.0.html_bytes()
         }
     }
 

@@ -22,6 +22,7 @@ use std::time::{Duration, Instant};
 
 /// Why a cluster could not be set up.
 #[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
 pub enum ClusterError {
     /// A server binary is missing.
     #[error(

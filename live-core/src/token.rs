@@ -39,7 +39,7 @@ pub(crate) fn random_bytes(n: usize) -> Vec<u8> {
 
 /// Why a token was refused.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
-pub enum TokenError {
+pub(crate) enum TokenError {
     /// Not a token of ours.
     #[error("malformed token")]
     Malformed,

@@ -10,16 +10,8 @@ use syn::{
     parse_macro_input,
 };
 
-/// Derives `live_core::Watch` for a row type.
-///
-/// ```ignore
-/// #[derive(Watch, Clone)]
-/// #[watch(table = "todos", subscription_key = "list_id")] // id = "id" by default
-/// struct Todo { id: i64, list_id: i64, title: String, completed: bool }
-/// ```
-///
-/// Field attributes: `#[watch(rename = "column")]`, `#[watch(skip)]` (not read from the
-/// table: keeps the value the view holds, else `Default`).
+/// Derives `live_core::Watch` for a row type. Documented, with examples that run, at its
+/// re-export: `live_core::Watch`.
 #[proc_macro_derive(Watch, attributes(watch))]
 pub fn derive_watch(input: TokenStream) -> TokenStream {
     let input = parse_macro_input!(input as DeriveInput);
@@ -29,17 +21,8 @@ pub fn derive_watch(input: TokenStream) -> TokenStream {
     }
 }
 
-/// Derives `live_core::Assigns` for a view struct.
-///
-/// ```ignore
-/// #[derive(Assigns)]
-/// struct TodoPage {
-///     #[subscription_key]
-///     list_id: i64,
-///     #[watch(sync = Self::sort_todos)]
-///     todos: Vec<Arc<Todo>>,
-/// }
-/// ```
+/// Derives `live_core::Assigns` for a view struct. Documented, with examples that run, at
+/// its re-export: `live_core::Assigns`.
 #[proc_macro_derive(Assigns, attributes(watch, subscription_key, keep))]
 pub fn derive_assigns(input: TokenStream) -> TokenStream {
     let input = parse_macro_input!(input as DeriveInput);

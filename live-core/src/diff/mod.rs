@@ -9,6 +9,9 @@
 
 #[cfg(any(test, feature = "testing"))]
 pub(crate) mod client;
+mod page;
+
+pub(crate) use page::{Frames, PageTracker, diff_estimate};
 
 use std::time::{Duration, Instant};
 

@@ -11,11 +11,11 @@ use std::sync::Arc;
 /// Why a message did not decode.
 #[derive(Debug, thiserror::Error)]
 #[error("malformed pgoutput message: {0}")]
-pub struct ProtocolError(pub String);
+pub(crate) struct ProtocolError(pub String);
 
 /// One column of a relation, as the Relation message describes it.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Column {
+pub(crate) struct Column {
     /// Column name.
     pub name: String,
     /// Type OID.
@@ -26,7 +26,7 @@ pub struct Column {
 
 /// A table as described by a Relation message.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Relation {
+pub(crate) struct Relation {
     /// The relation OID.
     pub id: u32,
     /// Schema name.
@@ -41,14 +41,14 @@ pub struct Relation {
 
 impl Relation {
     /// The index of the column called `name`.
-    pub fn column_index(&self, name: &str) -> Option<usize> {
+    pub(crate) fn column_index(&self, name: &str) -> Option<usize> {
         self.columns.iter().position(|c| c.name == name)
     }
 }
 
 /// One column value in a tuple.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub enum Cell {
+pub(crate) enum Cell {
     /// SQL `NULL`.
     Null,
     /// An unchanged TOASTed value that the server did not send.
@@ -59,7 +59,7 @@ pub enum Cell {
 
 impl Cell {
     /// The text, if this cell has one.
-    pub fn text(&self) -> Option<&str> {
+    pub(crate) fn text(&self) -> Option<&str> {
         match self {
             Cell::Text(t) => Some(t),
             _ => None,
@@ -75,16 +75,16 @@ impl Cell {
 }
 
 /// The column values of one row version.
-pub type Tuple = Vec<Cell>;
+pub(crate) type Tuple = Vec<Cell>;
 
 /// The approximate heap size of a tuple, for the transaction buffer cap.
-pub fn tuple_size(t: &Tuple) -> usize {
+pub(crate) fn tuple_size(t: &Tuple) -> usize {
     t.iter().map(Cell::size).sum::<usize>() + 24
 }
 
 /// A decoded message.
 #[derive(Debug)]
-pub enum Message {
+pub(crate) enum Message {
     /// A table's description; sent before its first change in a session and after it changes.
     Relation(Arc<Relation>),
     /// A user-defined type's name (sent before a relation that uses it). Values are decoded
@@ -206,7 +206,7 @@ impl<'a> Reader<'a> {
 }
 
 /// Decodes one pgoutput message (the payload of an `XLogData`).
-pub fn decode(bytes: &[u8]) -> Result<Message, ProtocolError> {
+pub(crate) fn decode(bytes: &[u8]) -> Result<Message, ProtocolError> {
     let mut r = Reader { b: bytes, pos: 0 };
     let tag = r.u8()?;
     Ok(match tag {

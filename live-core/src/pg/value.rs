@@ -18,48 +18,48 @@ use std::fmt;
 use serde::de::{self, DeserializeSeed, IntoDeserializer, Visitor};
 
 /// Well-known type OIDs (`pg_type.oid`) the decoder treats specially.
-pub mod oid {
+pub(crate) mod oid {
     /// `bool`
-    pub const BOOL: u32 = 16;
+    pub(crate) const BOOL: u32 = 16;
     /// `bytea`
-    pub const BYTEA: u32 = 17;
+    pub(crate) const BYTEA: u32 = 17;
     /// `"char"`
-    pub const CHAR: u32 = 18;
+    pub(crate) const CHAR: u32 = 18;
     /// `int8`
-    pub const INT8: u32 = 20;
+    pub(crate) const INT8: u32 = 20;
     /// `int2`
-    pub const INT2: u32 = 21;
+    pub(crate) const INT2: u32 = 21;
     /// `int4`
-    pub const INT4: u32 = 23;
+    pub(crate) const INT4: u32 = 23;
     /// `text`
-    pub const TEXT: u32 = 25;
+    pub(crate) const TEXT: u32 = 25;
     /// `oid`
-    pub const OID: u32 = 26;
+    pub(crate) const OID: u32 = 26;
     /// `json`
-    pub const JSON: u32 = 114;
+    pub(crate) const JSON: u32 = 114;
     /// `float4`
-    pub const FLOAT4: u32 = 700;
+    pub(crate) const FLOAT4: u32 = 700;
     /// `float8`
-    pub const FLOAT8: u32 = 701;
+    pub(crate) const FLOAT8: u32 = 701;
     /// `date`
-    pub const DATE: u32 = 1082;
+    pub(crate) const DATE: u32 = 1082;
     /// `time`
-    pub const TIME: u32 = 1083;
+    pub(crate) const TIME: u32 = 1083;
     /// `timestamp`
-    pub const TIMESTAMP: u32 = 1114;
+    pub(crate) const TIMESTAMP: u32 = 1114;
     /// `timestamptz`
-    pub const TIMESTAMPTZ: u32 = 1184;
+    pub(crate) const TIMESTAMPTZ: u32 = 1184;
     /// `timetz`
-    pub const TIMETZ: u32 = 1266;
+    pub(crate) const TIMETZ: u32 = 1266;
     /// `numeric`
-    pub const NUMERIC: u32 = 1700;
+    pub(crate) const NUMERIC: u32 = 1700;
     /// `uuid`
-    pub const UUID: u32 = 2950;
+    pub(crate) const UUID: u32 = 2950;
     /// `jsonb`
-    pub const JSONB: u32 = 3802;
+    pub(crate) const JSONB: u32 = 3802;
 
     /// The element type of a built-in array type, if `oid` is one.
-    pub fn array_element(oid: u32) -> Option<u32> {
+    pub(crate) fn array_element(oid: u32) -> Option<u32> {
         Some(match oid {
             1000 => BOOL,
             1001 => BYTEA,
@@ -107,7 +107,7 @@ impl de::Error for ValueError {
 
 /// One column value: its type OID and its text, `None` for SQL `NULL`.
 #[derive(Debug, Clone, Copy)]
-pub struct Value<'a> {
+pub(crate) struct Value<'a> {
     /// The column's type OID from the Relation message (0 when unknown, e.g. an array element
     /// of a user-defined type).
     pub oid: u32,
@@ -118,7 +118,7 @@ pub struct Value<'a> {
 impl<'a> Value<'a> {
     /// Decodes the value into `T` (an int array: `{1,NULL,3}` → `vec![Some(1), None,
     /// Some(3)]`; a timestamptz in ISO form for a `String`; see the unit tests).
-    pub fn decode<T: de::DeserializeOwned>(self) -> Result<T, ValueError> {
+    pub(crate) fn decode<T: de::DeserializeOwned>(self) -> Result<T, ValueError> {
         T::deserialize(ValueDeserializer {
             oid: self.oid,
             text: self.text.map(Cow::Borrowed),

@@ -344,6 +344,15 @@ pub struct Keyed<'a, T, KF, DF> {
     site: &'static Location<'static>,
 }
 
+impl<T, KF, DF> std::fmt::Debug for Keyed<'_, T, KF, DF> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Keyed")
+            .field("rows", &self.rows.len())
+            .field("site", &self.site)
+            .finish_non_exhaustive()
+    }
+}
+
 /// Renders a list whose rows have stable keys (row ids): on an update only the rows that
 /// changed are rendered again and sent, as keyed row operations.
 ///

@@ -11,7 +11,7 @@ use crate::row::{DecodeError, RowData, Watch};
 
 /// What happened to a row.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum ChangeKind {
+pub(crate) enum ChangeKind {
     /// A new row.
     Insert,
     /// A changed row.
@@ -34,7 +34,7 @@ pub(crate) enum DecodeFailure {
 }
 
 /// One row change in a committed transaction, after folding.
-pub struct RowChange {
+pub(crate) struct RowChange {
     /// The table, as the last Relation message described it.
     pub relation: Arc<Relation>,
     /// Insert, update or delete.
@@ -186,7 +186,7 @@ fn downcast<T: Send + Sync + 'static>(row: SharedRow) -> Arc<T> {
 
 /// A committed transaction, folded.
 #[derive(Debug)]
-pub struct Txn {
+pub(crate) struct Txn {
     /// The transaction id from the Begin message.
     pub xid: u32,
     /// The end LSN of the commit record.

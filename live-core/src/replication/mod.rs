@@ -40,39 +40,42 @@ use raw::{RawBuilder, RawTxn};
 
 pub use setup::slot_lag_bytes;
 
-/// Settings of the replication listener.
+/// Settings of the replication listener, set with its builder methods.
 ///
 /// ```
+/// use std::time::Duration;
 /// use live_core::SyncConfig;
-/// let cfg = SyncConfig::new("postgres://postgres@127.0.0.1:5432/app").slot("my_slot");
-/// assert_eq!(cfg.slot, "my_slot");
-/// assert_eq!(cfg.publication, "live_publication");
+/// let cfg = SyncConfig::new("postgres://postgres@127.0.0.1:5432/app")
+///     .slot("my_slot")
+///     .max_transaction_bytes(16 << 20)
+///     .status_interval(Duration::from_millis(500));
+/// assert_eq!(cfg.slot_name(), "my_slot");
 /// ```
 #[derive(Debug, Clone)]
 pub struct SyncConfig {
     /// The database URL (`postgres://user:password@host:port/db`; `?host=/socket/dir` for a
     /// unix socket). The user needs the `REPLICATION` attribute (or superuser).
-    pub database_url: String,
+    pub(crate) database_url: String,
     /// The permanent logical replication slot (default `live_slot`).
-    pub slot: String,
+    pub(crate) slot: String,
     /// The publication of the watched tables (default `live_publication`).
-    pub publication: String,
+    pub(crate) publication: String,
     /// Create the slot at start when it is missing (default true).
-    pub create_slot: bool,
+    pub(crate) create_slot: bool,
     /// Largest transaction buffered in memory; a bigger one reloads the affected views instead
     /// (default 64 MiB).
-    pub max_transaction_bytes: usize,
+    pub(crate) max_transaction_bytes: usize,
     /// How often the listener reports its position to the server (default 1 s).
-    pub status_interval: Duration,
+    pub(crate) status_interval: Duration,
     /// Several app nodes: the bus the slot's leader publishes transactions to (default none:
     /// one node). Needs the crate feature `nats`.
-    pub bus: Option<BusConfig>,
+    pub(crate) bus: Option<BusConfig>,
 }
 
 /// The bus of several app nodes: a NATS server with JetStream (`nats-server -js`).
 ///
 /// ```
-/// use live_core::replication::BusConfig;
+/// use live_core::sync::BusConfig;
 /// let bus = BusConfig::new("nats://127.0.0.1:4222");
 /// assert_eq!(bus.max_age, std::time::Duration::from_secs(3600));
 /// ```
@@ -117,33 +120,114 @@ impl SyncConfig {
     }
 
     /// Runs several app nodes on this database through the NATS server at `nats_url` (see
-    /// [`BusConfig`]).
+    /// [`BusConfig`] and the nodes guide, `live_core::docs::nodes`).
     ///
     /// ```
     /// use live_core::SyncConfig;
     /// let cfg = SyncConfig::new("postgres://postgres@127.0.0.1/app").nats("nats://127.0.0.1:4222");
-    /// assert!(cfg.bus.is_some());
+    /// assert_eq!(cfg.bus_config().map(|b| b.nats_url.as_str()), Some("nats://127.0.0.1:4222"));
     /// ```
-    pub fn nats(mut self, nats_url: impl Into<String>) -> Self {
-        self.bus = Some(BusConfig::new(nats_url));
+    pub fn nats(self, nats_url: impl Into<String>) -> Self {
+        self.bus(BusConfig::new(nats_url))
+    }
+
+    /// Runs several app nodes on this database through a bus with these settings.
+    ///
+    /// ```
+    /// use live_core::SyncConfig;
+    /// use live_core::sync::BusConfig;
+    /// let mut bus = BusConfig::new("nats://127.0.0.1:4222");
+    /// bus.max_age = std::time::Duration::from_secs(600);
+    /// let cfg = SyncConfig::new("postgres://postgres@127.0.0.1/app").bus(bus);
+    /// assert!(cfg.bus_config().is_some());
+    /// ```
+    pub fn bus(mut self, bus: BusConfig) -> Self {
+        self.bus = Some(bus);
         self
     }
 
-    /// Sets the slot name.
+    /// Sets the slot name (default `live_slot`). Slot names are per server: two apps on one
+    /// server need two names.
+    ///
+    /// ```
+    /// let cfg = live_core::SyncConfig::new("postgres://postgres@127.0.0.1/app").slot("todo_slot");
+    /// assert_eq!(cfg.slot_name(), "todo_slot");
+    /// ```
     pub fn slot(mut self, slot: impl Into<String>) -> Self {
         self.slot = slot.into();
         self
     }
 
-    /// Sets the publication name.
+    /// Sets the publication name (default `live_publication`).
+    ///
+    /// ```
+    /// let cfg = live_core::SyncConfig::new("postgres://postgres@127.0.0.1/app").publication("app_pub");
+    /// # let _ = cfg;
+    /// ```
     pub fn publication(mut self, publication: impl Into<String>) -> Self {
         self.publication = publication.into();
         self
+    }
+
+    /// Whether the listener creates the slot when it is missing (default true; set false when
+    /// a migration or an operator creates it).
+    ///
+    /// ```
+    /// let cfg = live_core::SyncConfig::new("postgres://postgres@127.0.0.1/app").create_slot(false);
+    /// # let _ = cfg;
+    /// ```
+    pub fn create_slot(mut self, create: bool) -> Self {
+        self.create_slot = create;
+        self
+    }
+
+    /// The largest transaction buffered in memory (default 64 MiB); a bigger one reloads the
+    /// views of the tables it touched instead of reaching them row by row.
+    ///
+    /// ```
+    /// let cfg = live_core::SyncConfig::new("postgres://postgres@127.0.0.1/app")
+    ///     .max_transaction_bytes(16 << 20);
+    /// # let _ = cfg;
+    /// ```
+    pub fn max_transaction_bytes(mut self, bytes: usize) -> Self {
+        self.max_transaction_bytes = bytes;
+        self
+    }
+
+    /// How often the listener reports its position to the server (default 1 s).
+    ///
+    /// ```
+    /// let cfg = live_core::SyncConfig::new("postgres://postgres@127.0.0.1/app")
+    ///     .status_interval(std::time::Duration::from_millis(500));
+    /// # let _ = cfg;
+    /// ```
+    pub fn status_interval(mut self, every: Duration) -> Self {
+        self.status_interval = every;
+        self
+    }
+
+    /// The slot name.
+    ///
+    /// ```
+    /// assert_eq!(live_core::SyncConfig::new("postgres://localhost/app").slot_name(), "live_slot");
+    /// ```
+    pub fn slot_name(&self) -> &str {
+        &self.slot
+    }
+
+    /// The bus settings, if several nodes share this database.
+    ///
+    /// ```
+    /// assert!(live_core::SyncConfig::new("postgres://localhost/app").bus_config().is_none());
+    /// ```
+    pub fn bus_config(&self) -> Option<&BusConfig> {
+        self.bus.as_ref()
     }
 }
 
 /// Why the replication listener cannot start.
 #[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
 pub enum SyncError {
     /// The server is not set up for logical replication; the message says what to run.
     #[error("{0}")]

@@ -86,6 +86,7 @@ pub trait Watch: Sized + Send + Sync + 'static {
 /// Compares one field of two row versions (derive plumbing: [`SameByEq`] when the field is
 /// `PartialEq`, else [`SameNever`]).
 #[doc(hidden)]
+#[derive(Debug)]
 pub struct SameField<'a, F>(pub &'a F, pub &'a F);
 
 /// Field comparison through `PartialEq` (derive plumbing).
@@ -127,6 +128,15 @@ pub struct RowData<'a> {
     pub(crate) relation: &'a Relation,
     pub(crate) cells: &'a Tuple,
     pub(crate) old: Option<&'a Tuple>,
+}
+
+impl std::fmt::Debug for RowData<'_> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("RowData")
+            .field("table", &self.relation.name)
+            .field("columns", &self.cells.len())
+            .finish_non_exhaustive()
+    }
 }
 
 impl RowData<'_> {
@@ -174,6 +184,7 @@ impl RowData<'_> {
 /// A replicated row that does not decode into its Rust type.
 #[derive(Debug, Clone, thiserror::Error)]
 #[error("row of table {table:?}{}: {kind}", column.as_ref().map(|c| format!(", column {c:?}")).unwrap_or_default())]
+#[non_exhaustive]
 pub struct DecodeError {
     /// The table.
     pub table: String,
@@ -185,6 +196,7 @@ pub struct DecodeError {
 
 /// What went wrong decoding a row.
 #[derive(Debug, Clone, thiserror::Error)]
+#[non_exhaustive]
 pub enum DecodeErrorKind {
     /// The table has no such column.
     #[error("no such column in the table")]
@@ -310,6 +322,7 @@ pub const fn str_eq(a: &str, b: &str) -> bool {
 /// A field's key text, when its type is a [`KeyValue`] (derive plumbing: [`KeyByValue`],
 /// else [`KeyNever`]).
 #[doc(hidden)]
+#[derive(Debug)]
 pub struct KeyOf<'a, F>(pub &'a F);
 
 /// Key text through [`KeyValue`] (derive plumbing).

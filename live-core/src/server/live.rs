@@ -32,6 +32,7 @@ use crate::watch::ChangeStream;
 
 /// Why the runtime could not be built or started.
 #[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
 pub enum LiveError {
     /// The configuration is wrong.
     #[error("configuration: {0}")]
@@ -69,6 +70,15 @@ pub struct Live<S> {
     pub(crate) layout: Arc<LayoutFn>,
 }
 
+impl<S> std::fmt::Debug for Live<S> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Live")
+            .field("config", &self.rt.config)
+            .field("sync", &self.rt.sync.as_ref().map(|s| &s.config))
+            .finish_non_exhaustive()
+    }
+}
+
 impl<S> Clone for Live<S> {
     fn clone(&self) -> Self {
         Live {
@@ -86,6 +96,15 @@ pub struct LiveBuilder<S> {
     pool: Option<PgPool>,
     sync: Option<SyncConfig>,
     layout: Arc<LayoutFn>,
+}
+
+impl<S> std::fmt::Debug for LiveBuilder<S> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("LiveBuilder")
+            .field("config", &self.config)
+            .field("sync", &self.sync)
+            .finish_non_exhaustive()
+    }
 }
 
 impl<S: Clone + Send + Sync + 'static> Live<S> {
@@ -372,6 +391,14 @@ pub struct ChangesBuilder<'a, S, T> {
     live: &'a Live<S>,
     filter: crate::fanout::StreamFilter,
     _t: PhantomData<fn() -> T>,
+}
+
+impl<S, T> std::fmt::Debug for ChangesBuilder<'_, S, T> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("ChangesBuilder")
+            .field("row", &std::any::type_name::<T>())
+            .finish_non_exhaustive()
+    }
 }
 
 impl<S: Clone + Send + Sync + 'static, T: Watch> ChangesBuilder<'_, S, T> {

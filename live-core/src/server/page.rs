@@ -25,6 +25,14 @@ pub struct Page<'a> {
     pub body: Markup,
 }
 
+impl std::fmt::Debug for Page<'_> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Page")
+            .field("title", &self.title)
+            .finish_non_exhaustive()
+    }
+}
+
 pub(crate) type LayoutFn = dyn Fn(Page<'_>) -> Markup + Send + Sync;
 
 /// The default layout: a minimal HTML document.

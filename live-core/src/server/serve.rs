@@ -16,6 +16,7 @@ use tokio::sync::{OwnedSemaphorePermit, Semaphore};
 /// assert_eq!(cfg.header_read_timeout, Duration::from_secs(10));
 /// ```
 #[derive(Debug, Clone)]
+#[non_exhaustive]
 pub struct ServeConfig {
     /// A client must send a request's headers within this long, and an idle keep-alive
     /// connection is closed after it (default 10 s): half-open connections are not held.

@@ -155,7 +155,7 @@ impl<V: LiveView> ViewSession<V> {
                             crate::token::now_secs() + self.rt.config.token_max_age.as_secs();
                         let signed = self.rt.signer.sign(&self.token);
                         // Kept assigns are bound to the page token the client holds.
-                        self.page = super::keep::page_id(&signed);
+                        self.page_id = super::keep::page_id(&signed);
                         self.kept_sent = None;
                         token = Some(signed);
                     }

@@ -36,11 +36,10 @@ pub(crate) use mount::mount_retried;
 pub(crate) use outbound::{OutFrame, Outbound};
 pub(crate) use resume::{Attach, Resumable};
 
-use crate::diff::model_in_pieces;
+use crate::diff::PageTracker;
 use crate::fanout::{Delivery, Gap};
 use crate::pg::Snapshot;
 use crate::protocol::{Reason, error_reply};
-use crate::render::Rendered;
 use crate::row::WatchTypes;
 use crate::runtime::Runtime;
 use crate::token::{Session, ViewToken};
@@ -49,7 +48,6 @@ use fence::Subscription;
 use keep::KeepRefused;
 use mount::{mount_view, until_left};
 use outbound::Wire;
-use render::page_estimate;
 use resume::{Missed, ResumeId, Window, new_resume_id};
 
 /// What the connection forwards to a view.
@@ -200,9 +198,6 @@ async fn guarded<F: std::future::Future>(what: &str, step: F) -> Result<F::Outpu
         .map_err(|p| End::Crash(format!("{what} panicked: {}", panic_message(p))))
 }
 
-/// The largest piece a whole page is sent in (bytes of row HTML per frame).
-const FRAME_BUDGET: usize = 32 * 1024;
-
 struct ViewSession<V: LiveView> {
     rt: Arc<Runtime<V::State>>,
     view: V,
@@ -213,8 +208,8 @@ struct ViewSession<V: LiveView> {
     params: Params,
     route: String,
     token: ViewToken,
-    model: Rendered,
-    version: u64,
+    /// The page as the client holds it (model and version).
+    page: PageTracker,
     title: Option<String>,
     info: InfoSlot<V::Message>,
     sub: Option<Subscription>,
@@ -232,7 +227,7 @@ struct ViewSession<V: LiveView> {
     /// Changes were applied while detached and not rendered yet.
     dirty: bool,
     /// The page the client holds (a digest of its token): kept blobs are bound to it.
-    page: String,
+    page_id: String,
     /// The kept fields last sent to the client (JSON).
     kept_sent: Option<String>,
 }
@@ -332,8 +327,7 @@ async fn run<V: LiveView>(rt: Arc<Runtime<V::State>>, resumable: Arc<Resumable>,
         params,
         route,
         token,
-        model: Rendered::default(),
-        version: 0,
+        page: PageTracker::default(),
         title: None,
         info: InfoSlot::new(),
         sub,
@@ -344,7 +338,7 @@ async fn run<V: LiveView>(rt: Arc<Runtime<V::State>>, resumable: Arc<Resumable>,
         attach,
         detached: None,
         dirty: false,
-        page,
+        page_id: page,
         kept_sent: None,
     };
     let end = match Box::pin(s.start(s0, db.snapshot.take(), msg_ref, keep_refused)).await {
@@ -405,13 +399,12 @@ impl<V: LiveView> ViewSession<V> {
         let mut pushes = Vec::new();
         self.call_params(&params, &mut pushes).await?;
         let tracked = self.render_tracked()?;
-        self.model = tracked.model;
         self.title = self.view.title();
-        self.wire.reserve(page_estimate(&self.model)).await;
-        let pieces = model_in_pieces(&self.model, 1, FRAME_BUDGET);
+        self.wire.reserve(self.page.page_estimate()).await;
+        let (first, rest) = self.page.first(tracked);
         let mut response = format!(
             "{{\"rendered\":{},\"v\":1,\"title\":{},\"resume\":{}",
-            pieces.first,
+            first,
             serde_json::to_string(&self.title).unwrap_or_else(|_| "null".into()),
             serde_json::to_string(&self.resume_id).unwrap_or_else(|_| "null".into()),
         );
@@ -420,11 +413,7 @@ impl<V: LiveView> ViewSession<V> {
         }
         response.push('}');
         self.wire.reply_ok(msg_ref.as_deref(), &response).await;
-        self.version = 1;
-        for p in pieces.rest {
-            self.version += 1;
-            self.send_diff(&p).await;
-        }
+        self.send_frames(rest).await;
         self.wire.release();
         self.send_kept().await;
         self.process_pushes(pushes).await
@@ -498,10 +487,10 @@ impl<V: LiveView> ViewSession<V> {
         let refusal = if a.token.route != self.token.route || a.token.session != self.session {
             tracing::warn!("a resume of a view of another page or session refused");
             Some(Reason::ResumeRefused)
-        } else if a.version == 0 || a.version > self.version {
+        } else if a.version == 0 || a.version > self.page.version() {
             tracing::warn!(
                 client = a.version,
-                server = self.version,
+                server = self.page.version(),
                 "a resume at a version this view never sent refused"
             );
             Some(Reason::BadVersion)
@@ -529,11 +518,11 @@ impl<V: LiveView> ViewSession<V> {
             room: None,
         };
         self.inbox = Some(a.inbox);
-        if self.page != a.page {
-            self.page = a.page;
+        if self.page_id != a.page {
+            self.page_id = a.page;
             self.kept_sent = None;
         }
-        tracing::debug!(client = a.version, server = self.version, "resumed");
+        tracing::debug!(client = a.version, server = self.page.version(), "resumed");
         let response = serde_json::json!({
             "resumed": true,
             "title": self.title,
@@ -542,7 +531,7 @@ impl<V: LiveView> ViewSession<V> {
         })
         .to_string();
         self.wire.reply_ok(a.msg_ref.as_deref(), &response).await;
-        let missed: Option<Vec<String>> = match self.window.missed(a.version, self.version) {
+        let missed: Option<Vec<String>> = match self.window.missed(a.version, self.page.version()) {
             Missed::Frames(frames) => Some(frames.into_iter().map(str::to_string).collect()),
             Missed::Whole => None,
         };

@@ -1,45 +1,36 @@
-//! Rendering a view and sending what changed: tracked renders, versions, diffs, whole pages
-//! in pieces.
+//! Rendering a view and sending what changed (through the page's [`PageTracker`]), keeping
+//! each versioned diff for a client that may come back without it.
 
 use std::panic::AssertUnwindSafe;
 
-use super::{End, FRAME_BUDGET, ViewSession, keep, panic_message};
-use crate::diff::{Patch, encode_diff, full_payload, model_in_pieces};
-use crate::render::{Rendered, render_tracked};
+use super::{End, ViewSession, keep, panic_message};
+use crate::diff::{Frames, diff_estimate};
+use crate::render::Tracked;
 use crate::view::LiveView;
 
 impl<V: LiveView> ViewSession<V> {
-    /// Sends the diff of version `self.version` and keeps it for a client that may come back
-    /// without it.
-    pub(super) async fn send_diff(&mut self, payload: &str) {
+    /// Sends versioned diffs and keeps them for a client that may come back without them.
+    pub(super) async fn send_frames(&mut self, frames: Frames) {
         let cfg = &self.rt.config;
-        self.window.record(
-            self.version,
-            payload,
-            cfg.resume_window_frames,
-            cfg.resume_window_bytes,
-        );
-        self.wire.push("diff", payload).await;
+        let (max_frames, max_bytes) = (cfg.resume_window_frames, cfg.resume_window_bytes);
+        for (version, payload) in frames {
+            self.window.record(version, &payload, max_frames, max_bytes);
+            self.wire.push("diff", &payload).await;
+        }
     }
 
-    /// Sends the whole page as a `full` diff, in pieces (see `model_in_pieces`).
+    /// Sends the whole page as a `full` diff, in pieces.
     pub(super) async fn send_whole(&mut self) {
-        let v = self.version + 1;
-        self.wire.reserve(page_estimate(&self.model)).await;
-        let pieces = model_in_pieces(&self.model, v, FRAME_BUDGET);
-        self.version = v;
-        self.send_diff(&full_payload(v, &self.model, &pieces)).await;
-        for p in pieces.rest {
-            self.version += 1;
-            self.send_diff(&p).await;
-        }
+        self.wire.reserve(self.page.page_estimate()).await;
+        let frames = self.page.whole();
+        self.send_frames(frames).await;
         self.wire.release();
     }
 
-    pub(super) fn render_tracked(&mut self) -> Result<crate::render::Tracked, End> {
+    pub(super) fn render_tracked(&mut self) -> Result<Tracked, End> {
         let view = &self.view;
-        let model = &mut self.model;
-        std::panic::catch_unwind(AssertUnwindSafe(|| render_tracked(model, || view.render())))
+        let page = &mut self.page;
+        std::panic::catch_unwind(AssertUnwindSafe(|| page.render(|| view.render())))
             .map_err(|p| End::Crash(format!("render panicked: {}", panic_message(p))))
     }
 
@@ -52,25 +43,10 @@ impl<V: LiveView> ViewSession<V> {
             return Ok(());
         }
         let tracked = self.render_tracked()?;
-        let next_version = self.version + 1;
         // Room first: a view whose client does not read waits here, holding no new frame.
         self.wire.reserve(diff_estimate(&tracked)).await;
-        let payload = encode_diff(
-            &self.model.statics,
-            &tracked.model,
-            &tracked.ops,
-            next_version,
-            !tracked.same_shape,
-        );
-        self.model = tracked.model;
-        match payload {
-            Patch::Unchanged => {}
-            Patch::Diff(p) => {
-                self.version = next_version;
-                self.send_diff(&p).await;
-            }
-            Patch::Whole => self.send_whole().await,
-        }
+        let frames = self.page.update(tracked);
+        self.send_frames(frames).await;
         self.wire.release();
         let title = self.view.title();
         if title != self.title {
@@ -96,7 +72,7 @@ impl<V: LiveView> ViewSession<V> {
         }
         let max = self.rt.config.max_kept_bytes;
         if json.len() > max {
-            if self.kept_sent.is_some() || self.version <= 1 {
+            if self.kept_sent.is_some() || self.page.version() <= 1 {
                 tracing::error!(
                     bytes = json.len(),
                     max,
@@ -107,52 +83,9 @@ impl<V: LiveView> ViewSession<V> {
             self.kept_sent = None;
             return;
         }
-        let blob = keep::seal(&self.rt.keeper, &self.page, self.token.exp, &kept);
+        let blob = keep::seal(&self.rt.keeper, &self.page_id, self.token.exp, &kept);
         let payload = serde_json::json!({ "keep": blob }).to_string();
         self.wire.push("keep", &payload).await;
         self.kept_sent = Some(json);
     }
-}
-
-/// About how many bytes of frames a whole page makes (JSON escaping included).
-pub(super) fn page_estimate(m: &Rendered) -> usize {
-    let rows: usize = m.lists.iter().map(|l| l.rows.len() * 48).sum();
-    (m.html_bytes() + rows) / 4 * 5 + 256
-}
-
-/// About how many bytes a diff of this render makes (at most the statics plus the rows of
-/// its operations; JSON escaping included).
-fn diff_estimate(t: &crate::render::Tracked) -> usize {
-    let statics: usize = t.model.statics.iter().map(String::len).sum();
-    let rows: usize = t.ops.iter().map(|ops| ops_estimate(ops)).sum();
-    (statics + rows) / 4 * 5 + 256
-}
-
-fn ops_estimate(ops: &[crate::render::ListOp]) -> usize {
-    use crate::render::ListOp;
-    ops.iter()
-        .map(|op| match op {
-            ListOp::Replace(row) | ListOp::Insert { row, .. } => row.html_bytes() + 48,
-            ListOp::Delete(k) | ListOp::Move { key: k, .. } => k.as_str().len() + 48,
-            ListOp::Patch {
-                row,
-                old_statics,
-                lists,
-            } => {
-                let statics: usize = row.sub.as_ref().map_or(0, |sub| {
-                    old_statics
-                        .iter()
-                        .map(|(i, _)| sub.statics.get(*i).map_or(0, String::len))
-                        .sum()
-                });
-                row.key().as_str().len()
-                    + 48
-                    + statics
-                    + lists
-                        .iter()
-                        .map(|(_, ops)| ops_estimate(ops))
-                        .sum::<usize>()
-            }
-        })
-        .sum()
 }

@@ -50,6 +50,7 @@ use crate::view::{Event, EventKind, LiveView};
 
 /// Why a test step failed.
 #[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
 pub enum TestError {
     /// No element matches the selector.
     #[error("no element matches {0:?}")]
@@ -91,6 +92,15 @@ pub struct TestView {
     pushes: Vec<(String, Value)>,
     next_ref: u64,
     timeout: Duration,
+}
+
+impl std::fmt::Debug for TestView {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("TestView")
+            .field("html", &self.html())
+            .field("title", &self.title)
+            .finish_non_exhaustive()
+    }
 }
 
 impl TestView {

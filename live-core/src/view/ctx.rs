@@ -19,6 +19,14 @@ pub struct Mount<'a, V: LiveView> {
     pub(crate) db: &'a mut DbSlot,
 }
 
+impl<V: LiveView> std::fmt::Debug for Mount<'_, V> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Mount")
+            .field("view", &std::any::type_name::<V>())
+            .finish_non_exhaustive()
+    }
+}
+
 impl<V: LiveView> Mount<'_, V> {
     /// The application state.
     pub fn state(&self) -> &V::State {
@@ -71,6 +79,14 @@ pub struct Ctx<'a, V: LiveView> {
     pub(crate) pushes: &'a mut Vec<Push>,
     /// The node's topics (`None` in the first, static render: nothing to subscribe).
     pub(crate) topics: Option<&'a crate::pubsub::Topics>,
+}
+
+impl<V: LiveView> std::fmt::Debug for Ctx<'_, V> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Ctx")
+            .field("view", &std::any::type_name::<V>())
+            .finish_non_exhaustive()
+    }
 }
 
 impl<'a, V: LiveView> Ctx<'a, V> {
@@ -223,6 +239,14 @@ pub struct SyncCtx<'a, V: LiveView> {
     pub(crate) state: &'a V::State,
 }
 
+impl<V: LiveView> std::fmt::Debug for SyncCtx<'_, V> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("SyncCtx")
+            .field("view", &std::any::type_name::<V>())
+            .finish_non_exhaustive()
+    }
+}
+
 impl<V: LiveView> SyncCtx<'_, V> {
     /// The application state (e.g. a pool to preload associations).
     pub fn state(&self) -> &V::State {
@@ -233,6 +257,14 @@ impl<V: LiveView> SyncCtx<'_, V> {
 /// Sends messages to a connected view (its `handle_info`), from any task.
 pub struct ViewHandle<M> {
     tx: mpsc::UnboundedSender<Box<M>>,
+}
+
+impl<M> std::fmt::Debug for ViewHandle<M> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("ViewHandle")
+            .field("closed", &self.tx.is_closed())
+            .finish()
+    }
 }
 
 impl<M> Clone for ViewHandle<M> {

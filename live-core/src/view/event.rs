@@ -8,6 +8,7 @@ use super::ViewError;
 
 /// The kind of DOM event that sent an [`Event`].
 #[derive(Debug, Clone, PartialEq, Eq)]
+#[non_exhaustive]
 pub enum EventKind {
     /// `live-click`
     Click,

@@ -227,17 +227,21 @@ pub trait LiveView: Assigns {
 /// #   fn render(&self) -> Markup { html! { (self.user_id) (self.cards.len()) } } }
 /// ```
 pub trait Assigns: Sized + Send + 'static {
+    #[doc(hidden)]
     /// The `Watch` types of the watched assigns.
     fn watch_types(_types: &mut WatchTypes) {}
 
+    #[doc(hidden)]
     /// The current subscription key (`None`: no rows are watched right now).
     fn subscription_key(&self) -> Option<Key> {
         None
     }
 
+    #[doc(hidden)]
     /// The scopes of the watched assigns right now (which rows of which type each receives).
     fn watch_scopes(&self, _out: &mut Scopes) {}
 
+    #[doc(hidden)]
     /// Every watched row held.
     fn held_rows(&self, _out: &mut HeldRows) {}
 
@@ -264,6 +268,7 @@ pub trait Assigns: Sized + Send + 'static {
         Ok(())
     }
 
+    #[doc(hidden)]
     /// Applies committed changes to the watched assigns and runs the `sync` hooks of those
     /// that changed. True if anything changed.
     fn apply_changes(
@@ -277,6 +282,7 @@ pub trait Assigns: Sized + Send + 'static {
         async { Ok(false) }
     }
 
+    #[doc(hidden)]
     /// Runs every `sync` hook (after mount and reload).
     fn run_sync_hooks(
         &mut self,

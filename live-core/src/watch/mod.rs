@@ -9,12 +9,15 @@ pub(crate) mod stream;
 use std::any::TypeId;
 use std::sync::Arc;
 
+pub use crate::row::{DecodeError, DecodeErrorKind, RowData};
+pub use crate::server::ChangesBuilder;
+#[doc(hidden)]
 pub use assign::WatchedAssign;
 pub use stream::{Change, ChangeStream, StreamError};
 
 use crate::fanout::{Delivery, Op};
 use crate::replication::change::DecodeFailure;
-use crate::row::{ALL_ROWS, DecodeError, Key, Watch};
+use crate::row::{ALL_ROWS, Key, Watch};
 
 /// One watched assign's scope: the rows of `ty` whose `column` holds one of `keys`.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -73,6 +76,14 @@ impl Scopes {
 #[derive(Default)]
 pub struct ChangeBatch {
     pub(crate) deliveries: Vec<Delivery>,
+}
+
+impl std::fmt::Debug for ChangeBatch {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("ChangeBatch")
+            .field("transactions", &self.deliveries.len())
+            .finish()
+    }
 }
 
 impl ChangeBatch {

@@ -44,6 +44,7 @@ impl<T: Watch> std::fmt::Debug for Change<T> {
 
 /// Why a change stream could not deliver a change.
 #[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
 pub enum StreamError {
     /// The reader fell behind and changes were dropped: reload your state.
     #[error("the change stream fell behind; changes were dropped")]
@@ -60,6 +61,14 @@ pub enum StreamError {
 pub struct ChangeStream<T: Watch> {
     inner: Option<StreamInner>,
     _t: PhantomData<fn() -> T>,
+}
+
+impl<T: Watch> std::fmt::Debug for ChangeStream<T> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("ChangeStream")
+            .field("row", &std::any::type_name::<T>())
+            .finish_non_exhaustive()
+    }
 }
 
 struct StreamInner {
