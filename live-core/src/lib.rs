@@ -366,7 +366,9 @@ pub mod __private {
         DecodeError, HeldRows, KeyByValue, KeyNever, KeyOf, RowData, SameByEq, SameField,
         SameNever, WatchTypes, has_column, keys_of, str_eq,
     };
-    pub use crate::view::{KeptMap, keep_field, kept_object, restored_field};
+    pub use crate::view::{
+        KeptMap, SyncHook, call_sync_hook, keep_field, kept_object, restored_field,
+    };
     /// The kept fields of a view as one JSON value.
     pub type KeptValue = serde_json::Value;
     pub use crate::watch::{ApplyError, ChangeBatch, Scopes, WatchedAssign, apply_changes};

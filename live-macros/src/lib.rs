@@ -518,13 +518,20 @@ fn assigns_impl(input: &DeriveInput) -> syn::Result<TokenStream2> {
             None => quote! { ::core::option::Option::None },
         };
         let ident = &w.ident;
+        // Hooks are called through `call_sync_hook`, spanned at the hook: one of another
+        // shape is an error there that names the expected signature.
         let hook = match &w.sync {
-            Some(path) => quote! {
-                let taken = ::core::mem::take(&mut self.#ident);
-                self.#ident = #path(self, taken, ctx)
-                    .await
-                    .map_err(::live_core::__private::ApplyError::Hook)?;
-            },
+            Some(path) => {
+                let call = quote_spanned! {path.span()=>
+                    ::live_core::__private::call_sync_hook(#path, self, taken, &mut ctx.reborrow())
+                };
+                quote! {
+                    let taken = ::core::mem::take(&mut self.#ident);
+                    self.#ident = #call
+                        .await
+                        .map_err(::live_core::__private::ApplyError::Hook)?;
+                }
+            }
             None => quote! {},
         };
         let ty = &w.ty;
@@ -541,9 +548,12 @@ fn assigns_impl(input: &DeriveInput) -> syn::Result<TokenStream2> {
     let hooks = watched.iter().filter_map(|w| {
         let ident = &w.ident;
         w.sync.as_ref().map(|path| {
+            let call = quote_spanned! {path.span()=>
+                ::live_core::__private::call_sync_hook(#path, self, taken, &mut ctx.reborrow())
+            };
             quote! {
                 let taken = ::core::mem::take(&mut self.#ident);
-                self.#ident = #path(self, taken, ctx).await?;
+                self.#ident = #call.await?;
             }
         })
     });

@@ -248,6 +248,12 @@ impl<V: LiveView> std::fmt::Debug for SyncCtx<'_, V> {
 }
 
 impl<V: LiveView> SyncCtx<'_, V> {
+    /// A context for one hook call (derive plumbing).
+    #[doc(hidden)]
+    pub fn reborrow(&self) -> SyncCtx<'_, V> {
+        SyncCtx { state: self.state }
+    }
+
     /// The application state (e.g. a pool to preload associations).
     pub fn state(&self) -> &V::State {
         self.state

@@ -294,3 +294,44 @@ pub trait Assigns: Sized + Send + 'static {
         async { Ok(()) }
     }
 }
+
+/// A `sync` hook of an assign of type `A` in view `V`: `async fn(&mut self, value: A, ctx:
+/// &mut SyncCtx<'_, Self>) -> Result<A, ViewError>` (derive plumbing: `#[derive(Assigns)]`
+/// calls each hook through it, so a hook of another shape is an error at the hook that names
+/// this signature, and the hook's future is known to be `Send`).
+#[doc(hidden)]
+#[diagnostic::on_unimplemented(
+    message = "`{Self}` is not a `sync` hook for an assign of type `{A}`",
+    label = "expected `async fn(&mut self, value: {A}, ctx: &mut SyncCtx<'_, Self>) -> Result<{A}, ViewError>`",
+    note = "a sync hook gets the view, the assign's new value and a `&mut SyncCtx<'_, Self>`, and returns the value the assign keeps, e.g. `async fn sorted(&mut self, mut value: {A}, _ctx: &mut SyncCtx<'_, Self>) -> Result<{A}, ViewError>`"
+)]
+pub trait SyncHook<'a, 'b, V: LiveView, A>:
+    Fn(&'a mut V, A, &'b mut SyncCtx<'b, V>) -> <Self as SyncHook<'a, 'b, V, A>>::Fut
+{
+    /// The hook's future.
+    type Fut: Future<Output = Result<A, ViewError>> + Send;
+}
+
+impl<'a, 'b, V, A, F, Fut> SyncHook<'a, 'b, V, A> for F
+where
+    V: LiveView,
+    F: Fn(&'a mut V, A, &'b mut SyncCtx<'b, V>) -> Fut,
+    Fut: Future<Output = Result<A, ViewError>> + Send,
+{
+    type Fut = Fut;
+}
+
+/// Runs the `sync` hook `hook` of an assign of type `A` (derive plumbing).
+#[doc(hidden)]
+pub fn call_sync_hook<'a, 'b, V, A, F>(
+    hook: F,
+    view: &'a mut V,
+    value: A,
+    ctx: &'b mut SyncCtx<'b, V>,
+) -> <F as SyncHook<'a, 'b, V, A>>::Fut
+where
+    V: LiveView,
+    F: for<'x, 'y> SyncHook<'x, 'y, V, A>,
+{
+    hook(view, value, ctx)
+}

@@ -30,6 +30,7 @@ pub(crate) struct Scope {
     pub keys: Vec<Key>,
 }
 
+#[doc(hidden)]
 /// The scopes of a view's watched assigns, as `#[derive(Assigns)]` states them (from the
 /// assigns: server-side values only).
 #[derive(Default, Debug)]
@@ -72,6 +73,7 @@ impl Scopes {
     }
 }
 
+#[doc(hidden)]
 /// Changes delivered to one view since it last rendered.
 #[derive(Default)]
 pub struct ChangeBatch {
@@ -93,6 +95,7 @@ impl ChangeBatch {
     }
 }
 
+#[doc(hidden)]
 /// Why changes could not be applied to the assigns; the view reloads.
 #[derive(Debug, thiserror::Error)]
 pub enum ApplyError {
@@ -107,6 +110,7 @@ pub enum ApplyError {
     Hook(#[from] crate::ViewError),
 }
 
+#[doc(hidden)]
 /// Applies the changes in `batch` for the row type of `assign`; true if it changed. Called by
 /// the code `#[derive(Assigns)]` writes.
 pub fn apply_changes<A: WatchedAssign>(

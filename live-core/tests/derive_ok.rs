@@ -1,3 +1,7 @@
+//! What the derives accept: another schema, id and key columns, renamed and skipped fields, a
+//! sync hook, an `Option` assign, a view without watched assigns. (Compiled with the crate's
+//! other tests; the compile-fail cases are in `derive.rs`.)
+
 use std::sync::Arc;
 
 use live_core::{Assigns, LiveView, Markup, Mount, SyncCtx, ViewError, Watch, html};
@@ -25,7 +29,11 @@ struct Page {
 }
 
 impl Page {
-    async fn sorted(&mut self, mut t: Vec<Arc<Todo>>, _: &mut SyncCtx<'_, Self>) -> Result<Vec<Arc<Todo>>, ViewError> {
+    async fn sorted(
+        &mut self,
+        mut t: Vec<Arc<Todo>>,
+        _: &mut SyncCtx<'_, Self>,
+    ) -> Result<Vec<Arc<Todo>>, ViewError> {
         t.sort_by_key(|t| t.todo_id);
         Ok(t)
     }
@@ -35,7 +43,12 @@ impl LiveView for Page {
     type State = ();
     type Message = ();
     async fn mount(_: &mut Mount<'_, Self>) -> Result<Self, ViewError> {
-        Ok(Page { list_id: None, todos: vec![], first: None, other: String::new() })
+        Ok(Page {
+            list_id: None,
+            todos: vec![],
+            first: None,
+            other: String::new(),
+        })
     }
     fn render(&self) -> Markup {
         html! { (self.other) (self.todos.len()) (self.first.as_ref().map(|t| t.cached).unwrap_or(0)) (self.todos.first().map(|t| t.title.clone()).unwrap_or_default()) }
@@ -47,7 +60,10 @@ struct Plain {
     n: i64,
 }
 
-fn main() {
+#[test]
+fn derives_compile_and_name_their_columns() {
     assert_eq!(<Todo as Watch>::COLUMNS, &["todo_id", "list_id", "title"]);
+    assert_eq!(<Todo as Watch>::TABLE, "app.todos");
+    assert_eq!(<Todo as Watch>::ID_COLUMN, "todo_id");
     let _ = Plain { n: 1 }.n;
 }
