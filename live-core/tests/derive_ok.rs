@@ -66,4 +66,11 @@ fn derives_compile_and_name_their_columns() {
     assert_eq!(<Todo as Watch>::TABLE, "app.todos");
     assert_eq!(<Todo as Watch>::ID_COLUMN, "todo_id");
     let _ = Plain { n: 1 }.n;
+    let page = Page {
+        list_id: Some(1),
+        todos: vec![],
+        first: None,
+        other: "x".into(),
+    };
+    assert!(page.render().into_string().starts_with('x'));
 }
