@@ -3,6 +3,18 @@
 use std::time::Duration;
 
 /// Settings of the runtime.
+///
+/// ```
+/// use std::time::Duration;
+/// use live_core::{Live, LiveConfig};
+///
+/// let mut config = LiveConfig::new(vec![7u8; 32]); // or LiveConfig::from_env()
+/// config.public_url = Some("https://app.example.com".into());
+/// config.resume_grace = Duration::from_secs(60);
+/// assert_eq!(config.prefix, "/live");
+/// let live = Live::builder(()).config(config).build().unwrap();
+/// # drop(live);
+/// ```
 #[derive(Clone)]
 #[non_exhaustive]
 pub struct LiveConfig {

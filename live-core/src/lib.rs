@@ -88,16 +88,16 @@
 
 /// Guides: how to use live-core, and what it guarantees.
 pub mod docs {
-    // GUIDE-PENDING #[doc = include_str!("docs/guide.md")]
-    // GUIDE-PENDING pub mod guide {}
-    // GUIDE-PENDING #[doc = include_str!("docs/watched_assigns.md")]
-    // GUIDE-PENDING pub mod watched_assigns {}
-    // GUIDE-PENDING #[doc = include_str!("docs/delivery.md")]
-    // GUIDE-PENDING pub mod delivery {}
-    // GUIDE-PENDING #[doc = include_str!("docs/security.md")]
-    // GUIDE-PENDING pub mod security {}
-    // GUIDE-PENDING #[doc = include_str!("docs/deployment.md")]
-    // GUIDE-PENDING pub mod deployment {}
+    #[doc = include_str!("docs/guide.md")]
+    pub mod guide {}
+    #[doc = include_str!("docs/watched_assigns.md")]
+    pub mod watched_assigns {}
+    #[doc = include_str!("docs/delivery.md")]
+    pub mod delivery {}
+    #[doc = include_str!("docs/security.md")]
+    pub mod security {}
+    #[doc = include_str!("docs/deployment.md")]
+    pub mod deployment {}
     #[doc = include_str!("docs/nodes.md")]
     pub mod nodes {}
 }
@@ -124,7 +124,7 @@ mod token;
 mod view;
 pub mod watch;
 
-/// The replication listener's settings and status: [`SyncConfig`](sync::SyncConfig) (also at
+/// The replication listener's settings and status: [`SyncConfig`] (also at
 /// the crate root), the bus of several nodes ([`BusConfig`](sync::BusConfig)), the status a
 /// node reports ([`ListenerStatus`](sync::ListenerStatus), [`Role`](sync::Role)), transaction
 /// marks, and the slot's lag.
@@ -136,7 +136,52 @@ pub mod sync {
 }
 
 pub use config::LiveConfig;
-pub use maud::{DOCTYPE, Markup, PreEscaped, html};
+/// maud's `<!DOCTYPE html>`, for a page layout ([`LiveBuilder::layout`]).
+///
+/// ```
+/// use live_core::{DOCTYPE, html};
+/// let page = html! { (DOCTYPE) html { body { "hi" } } };
+/// assert_eq!(page.into_string(), "<!DOCTYPE html><html><body>hi</body></html>");
+/// ```
+pub use maud::DOCTYPE;
+/// maud's HTML type: what a view's `render` returns, and what `html!` builds.
+///
+/// ```
+/// use live_core::{Markup, html};
+/// fn badge(count: usize) -> Markup {
+///     html! { span.badge { (count) } }
+/// }
+/// let title = html! { h1 { "Inbox " (badge(3)) } };
+/// assert_eq!(title.into_string(), r#"<h1>Inbox <span class="badge">3</span></h1>"#);
+/// ```
+pub use maud::Markup;
+/// maud's wrapper for text that is HTML already: it is written as is, not escaped. Wrap only
+/// HTML you trust, never what a user sent.
+///
+/// ```
+/// use live_core::{PreEscaped, html};
+/// let icon = r#"<svg width="8" height="8"></svg>"#;
+/// let m = html! { i { (PreEscaped(icon)) } "<b>" };
+/// assert_eq!(m.into_string(), r#"<i><svg width="8" height="8"></svg></i>&lt;b&gt;"#);
+/// ```
+pub use maud::PreEscaped;
+/// maud's `html!`: writes a view's HTML; `(expr)` inserts a value, escaped.
+///
+/// ```
+/// use live_core::html;
+/// let name = "<Ada>";
+/// let count = 3;
+/// let m = html! {
+///     p.greeting { "Hello, " (name) }
+///     @if count > 0 { span { (count) " new" } }
+///     button live-click="refresh" { "Refresh" }
+/// };
+/// assert_eq!(
+///     m.into_string(),
+///     r#"<p class="greeting">Hello, &lt;Ada&gt;</p><span>3 new</span><button live-click="refresh">Refresh</button>"#
+/// );
+/// ```
+pub use maud::html;
 pub use pubsub::BroadcastError;
 pub use render::{Keyed, keyed};
 pub use replication::{SyncConfig, SyncError, TxnMark, mark_transaction};

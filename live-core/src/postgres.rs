@@ -21,6 +21,16 @@ use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
 /// Why a cluster could not be set up.
+///
+/// ```no_run
+/// use live_core::postgres::{ClusterError, LocalPostgres};
+///
+/// match LocalPostgres::temporary() {
+///     Ok(pg) => println!("Postgres at {}", pg.url("postgres")),
+///     Err(ClusterError::MissingBinary(bin)) => eprintln!("install PostgreSQL's server ({bin} is missing)"),
+///     Err(e) => eprintln!("no Postgres: {e}"),
+/// }
+/// ```
 #[derive(Debug, thiserror::Error)]
 #[non_exhaustive]
 pub enum ClusterError {

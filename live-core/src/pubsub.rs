@@ -25,6 +25,18 @@ pub(crate) fn valid_topic(topic: &str) -> bool {
 pub(crate) const MAX_MESSAGE_BYTES: usize = 512 * 1024;
 
 /// Why a broadcast was not sent.
+///
+/// ```
+/// use live_core::{BroadcastError, Live, LiveConfig};
+/// # #[tokio::main(flavor = "current_thread")] async fn main() {
+/// let live = Live::builder(()).config(LiveConfig::new(vec![7u8; 32])).build().unwrap();
+/// match live.broadcast("room lobby", &"hello").await {
+///     Err(BroadcastError::Topic) => {} // a space: not a topic
+///     other => panic!("{other:?}"),
+/// }
+/// assert!(live.broadcast("room:lobby", &"hello").await.is_ok());
+/// # }
+/// ```
 #[derive(Debug, thiserror::Error)]
 #[non_exhaustive]
 pub enum BroadcastError {

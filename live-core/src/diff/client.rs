@@ -6,6 +6,16 @@
 use serde_json::Value;
 
 /// Why a diff could not be applied (the real client would ask for a resync).
+///
+/// ```
+/// use live_core::testing::{ClientModel, Mismatch};
+/// use serde_json::json;
+///
+/// let mut model = ClientModel::from_rendered(&json!({ "s": ["<p>hi</p>"], "l": [] }), 1).unwrap();
+/// let skipped: Mismatch = model.apply(&json!({ "v": 3 })).unwrap_err(); // version 2 is missing
+/// assert_eq!(skipped.to_string(), "diff does not apply: version 3 after 1");
+/// assert_eq!(model.version(), 1); // unchanged
+/// ```
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 #[error("diff does not apply: {0}")]
 pub struct Mismatch(pub String);
@@ -141,6 +151,20 @@ fn parse_value(v: &Value, depth: usize) -> Result<RowValue, Mismatch> {
 }
 
 /// The client's copy of a view's HTML.
+///
+/// ```
+/// use live_core::testing::ClientModel;
+/// use serde_json::json;
+///
+/// // A page with one keyed list: the static parts around it, and its rows as [key, html].
+/// let rendered = json!({ "s": ["<ul>", "</ul>"], "l": [[["1", "<li>milk</li>"]]] });
+/// let mut model = ClientModel::from_rendered(&rendered, 1).unwrap();
+/// assert_eq!(model.html(), "<ul><li>milk</li></ul>");
+/// // Diff 2: list 0 gets row "2" inserted after row "1".
+/// model.apply(&json!({ "v": 2, "l": [[0, [["i", "2", "1", "<li>eggs</li>"]]]] })).unwrap();
+/// assert_eq!(model.html(), "<ul><li>milk</li><li>eggs</li></ul>");
+/// assert_eq!(model.version(), 2);
+/// ```
 #[derive(Debug, Clone, Default)]
 pub struct ClientModel {
     parts: Parts,

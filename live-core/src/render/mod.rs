@@ -336,6 +336,29 @@ fn split(html: &str, n: usize) -> Option<Vec<String>> {
 }
 
 /// A keyed list being set up; see [`keyed`].
+///
+/// ```
+/// use std::sync::Arc;
+/// use live_core::{html, keyed};
+///
+/// struct Todo { id: i64, title: String }
+/// let todos = vec![
+///     Arc::new(Todo { id: 1, title: "milk".into() }),
+///     Arc::new(Todo { id: 2, title: "eggs".into() }),
+/// ];
+/// let editing = Some(2);
+/// let list = keyed("todos", &todos, |t| t.id) // the rows and their keys
+///     .depends_on(|t| editing == Some(t.id)); // what else a row's HTML reads
+/// let page = html! {
+///     ul { (list.render(|t| html! {
+///         li { (t.title) @if editing == Some(t.id) { " (editing)" } }
+///     })) }
+/// };
+/// assert_eq!(
+///     page.into_string(),
+///     r#"<ul><li data-live-key="1">milk</li><li data-live-key="2">eggs (editing)</li></ul>"#
+/// );
+/// ```
 pub struct Keyed<'a, T, KF, DF> {
     name: ListName,
     rows: &'a [Arc<T>],

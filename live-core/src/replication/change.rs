@@ -418,6 +418,18 @@ impl TxnBuilder {
 }
 
 /// How a transaction asks to reach views: see [`mark_transaction`](crate::mark_transaction).
+///
+/// ```no_run
+/// use live_core::{TxnMark, mark_transaction};
+///
+/// # async fn f(pool: sqlx::PgPool) -> Result<(), sqlx::Error> {
+/// // A view counter no page shows: no view needs to hear of it.
+/// let mut tx = pool.begin().await?;
+/// mark_transaction(&mut tx, TxnMark::Quiet).await?;
+/// sqlx::query("UPDATE todos SET views = views + 1 WHERE id = $1").bind(7_i64).execute(&mut *tx).await?;
+/// tx.commit().await?;
+/// # Ok(()) }
+/// ```
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 #[non_exhaustive]
 pub enum TxnMark {

@@ -226,6 +226,18 @@ impl SyncConfig {
 }
 
 /// Why the replication listener cannot start.
+///
+/// ```no_run
+/// use live_core::{Live, LiveError, SyncError};
+///
+/// # async fn start(live: Live<sqlx::PgPool>) {
+/// match live.listen().await {
+///     Ok(()) => {}
+///     Err(LiveError::Sync(SyncError::Setup(what_to_run))) => eprintln!("set up Postgres: {what_to_run}"),
+///     Err(e) => eprintln!("replication cannot start: {e}"),
+/// }
+/// # }
+/// ```
 #[derive(Debug, thiserror::Error)]
 #[non_exhaustive]
 pub enum SyncError {
@@ -244,6 +256,21 @@ pub enum SyncError {
 }
 
 /// A node's part in streaming the slot.
+///
+/// ```
+/// use live_core::sync::{ListenerStatus, Role};
+///
+/// fn describe(role: Role) -> &'static str {
+///     match role {
+///         Role::Leader => "streams the slot",
+///         Role::Standby => "waits to take over",
+///         _ => "not streaming yet",
+///     }
+/// }
+/// let status = ListenerStatus::default(); // as `Live::listener_status` gives it
+/// assert_eq!(describe(status.role()), "not streaming yet");
+/// assert_eq!(serde_json::to_string(&Role::Leader).unwrap(), r#""leader""#);
+/// ```
 #[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize)]
 #[serde(rename_all = "lowercase")]
 #[non_exhaustive]
@@ -260,7 +287,7 @@ pub enum Role {
 /// Live figures of the listener.
 ///
 /// ```
-/// use live_core::replication::{ListenerStatus, Role};
+/// use live_core::sync::{ListenerStatus, Role};
 /// let status = ListenerStatus::default();
 /// assert_eq!(status.role(), Role::Starting);
 /// assert!(!status.connected());

@@ -202,7 +202,7 @@ async fn ensure_slot(pool: &PgPool, config: &SyncConfig) -> Result<(), SyncError
 ///
 /// ```no_run
 /// # async fn f(pool: sqlx::PgPool) -> Result<(), sqlx::Error> {
-/// let lag = live_core::replication::slot_lag_bytes(&pool, "live_slot").await?;
+/// let lag = live_core::sync::slot_lag_bytes(&pool, "live_slot").await?;
 /// println!("slot lag: {lag:?} bytes");
 /// # Ok(()) }
 /// ```

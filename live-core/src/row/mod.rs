@@ -46,6 +46,24 @@ use crate::pg::value::{Value, ValueError};
 /// `serde_json::Value` or any `Deserialize` type for json, chrono/time types, `uuid::Uuid`,
 /// `rust_decimal::Decimal`, and enums with `#[serde(rename_all = "lowercase")]` for Postgres
 /// enums).
+///
+/// ```
+/// use live_core::{Key, Watch};
+///
+/// #[derive(Watch, Clone)]
+/// #[watch(table = "todos", subscription_key = "list_id")]
+/// struct Todo { id: i64, list_id: i64, title: String }
+///
+/// let todo = Todo { id: 7, list_id: 2, title: "milk".into() };
+/// assert_eq!(*todo.id(), 7);
+/// assert_eq!(todo.subscription_key(), Some(Key::from("2")));
+///
+/// // Code that works with any row type:
+/// fn describe<T: Watch>(row: &T) -> String {
+///     format!("{} #{:?}", T::TABLE, row.id())
+/// }
+/// assert_eq!(describe(&todo), "todos #7");
+/// ```
 pub trait Watch: Sized + Send + Sync + 'static {
     /// The table: `"todos"` or `"schema.todos"`.
     const TABLE: &'static str;
@@ -124,6 +142,40 @@ pub(crate) fn split_table(table: &str) -> (&str, &str) {
 }
 
 /// A replicated row being decoded: its table description and column values.
+///
+/// A hand-written [`Watch::decode`] reads it (`#[derive(Watch)]` writes one for you):
+///
+/// ```
+/// use live_core::{Key, KeyValue, Watch};
+/// use live_core::watch::{DecodeError, RowData};
+///
+/// /// A user whose name is put together from two columns.
+/// struct User { id: i64, team_id: i64, name: String }
+///
+/// impl Watch for User {
+///     const TABLE: &'static str = "users";
+///     const ID_COLUMN: &'static str = "id";
+///     const KEY_COLUMN: &'static str = "team_id";
+///     const COLUMNS: &'static [&'static str] = &["id", "team_id", "first_name", "last_name"];
+///     type Id = i64;
+///
+///     fn id(&self) -> &i64 { &self.id }
+///
+///     fn subscription_key(&self) -> Option<Key> { self.team_id.to_key() }
+///
+///     fn decode(row: &RowData<'_>, base: Option<&Self>) -> Result<Self, DecodeError> {
+///         let first: String = row.field("first_name", None)?;
+///         let last: String = row.field("last_name", None)?;
+///         Ok(User {
+///             id: row.field("id", base.map(|b| &b.id))?,
+///             team_id: row.field("team_id", base.map(|b| &b.team_id))?,
+///             name: format!("{first} {last}"),
+///         })
+///     }
+/// }
+/// let ada = User { id: 1, team_id: 3, name: "Ada Lovelace".into() };
+/// assert_eq!(ada.subscription_key(), Some(Key::from("3")));
+/// ```
 pub struct RowData<'a> {
     pub(crate) relation: &'a Relation,
     pub(crate) cells: &'a Tuple,
@@ -182,6 +234,18 @@ impl RowData<'_> {
 }
 
 /// A replicated row that does not decode into its Rust type.
+///
+/// ```
+/// use live_core::watch::{DecodeError, StreamError};
+///
+/// fn log(e: &StreamError) {
+///     if let StreamError::Decode(e) = e {
+///         let DecodeError { table, column, kind, .. } = &**e;
+///         eprintln!("a row of {table} (column {column:?}) does not decode: {kind}");
+///     }
+/// }
+/// # log(&StreamError::Lagged);
+/// ```
 #[derive(Debug, Clone, thiserror::Error)]
 #[error("row of table {table:?}{}: {kind}", column.as_ref().map(|c| format!(", column {c:?}")).unwrap_or_default())]
 #[non_exhaustive]
@@ -195,6 +259,19 @@ pub struct DecodeError {
 }
 
 /// What went wrong decoding a row.
+///
+/// ```
+/// use live_core::watch::{DecodeError, DecodeErrorKind};
+///
+/// fn advice(e: &DecodeError) -> &'static str {
+///     match e.kind {
+///         DecodeErrorKind::MissingColumn => "the table has no such column: migrate, or fix the row type",
+///         DecodeErrorKind::Value(_) => "a value does not fit its field's type",
+///         _ => "see the message",
+///     }
+/// }
+/// # let _ = advice;
+/// ```
 #[derive(Debug, Clone, thiserror::Error)]
 #[non_exhaustive]
 pub enum DecodeErrorKind {

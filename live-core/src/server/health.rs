@@ -9,6 +9,18 @@ use super::Live;
 use crate::replication::{Role, setup};
 
 /// What a node reports about itself ([`Live::health`]).
+///
+/// ```
+/// use live_core::{Live, LiveConfig, sync::Role};
+/// # #[tokio::main(flavor = "current_thread")] async fn main() {
+/// let live = Live::builder(()).config(LiveConfig::new(vec![7u8; 32])).build().unwrap();
+/// let health = live.health().await;
+/// assert_eq!(health.role, Role::Starting); // no replication listener
+/// assert!(!health.streaming);
+/// let json = serde_json::to_string(&health).unwrap(); // what `Live::health_route` answers
+/// assert!(json.contains(r#""role":"starting""#));
+/// # }
+/// ```
 #[derive(Debug, Clone, serde::Serialize)]
 #[non_exhaustive]
 pub struct Health {

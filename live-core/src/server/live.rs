@@ -31,6 +31,16 @@ use crate::view::LiveView;
 use crate::watch::ChangeStream;
 
 /// Why the runtime could not be built or started.
+///
+/// ```
+/// use live_core::{Live, LiveConfig, LiveError};
+///
+/// let err = Live::builder(()).config(LiveConfig::new(b"too short".to_vec())).build().unwrap_err();
+/// match err {
+///     LiveError::Config(why) => assert!(why.contains("at least 32 bytes")),
+///     other => panic!("{other}"),
+/// }
+/// ```
 #[derive(Debug, thiserror::Error)]
 #[non_exhaustive]
 pub enum LiveError {
@@ -90,6 +100,20 @@ impl<S> Clone for Live<S> {
 }
 
 /// Builds a [`Live`].
+///
+/// ```
+/// use live_core::{Live, LiveConfig};
+///
+/// #[derive(Clone)]
+/// struct App { name: &'static str }
+///
+/// let live = Live::builder(App { name: "todos" })
+///     .config(LiveConfig::new(vec![7u8; 32]))
+///     // .pool(pool).sync(SyncConfig::new(url)): watched assigns, kept in sync with Postgres
+///     .build()
+///     .unwrap();
+/// assert_eq!(live.state().name, "todos");
+/// ```
 pub struct LiveBuilder<S> {
     state: S,
     config: Option<LiveConfig>,
@@ -387,6 +411,20 @@ impl<S: Clone + Send + Sync + 'static> Live<S> {
 }
 
 /// Chooses which changes a change stream gets; see [`Live::changes`].
+///
+/// ```
+/// use live_core::{Live, LiveConfig, Watch};
+///
+/// #[derive(Watch, Clone)]
+/// #[watch(table = "todos", subscription_key = "list_id")]
+/// struct Todo { id: i64, list_id: i64 }
+///
+/// let live = Live::builder(()).config(LiveConfig::new(vec![7u8; 32])).build().unwrap();
+/// let whole_table = live.changes::<Todo>().subscribe(4096);
+/// let one_list = live.changes::<Todo>().key(7_i64).subscribe(1024); // list_id = 7
+/// let one_row = live.changes::<Todo>().id(42_i64).subscribe(16); // id = 42
+/// # drop((whole_table, one_list, one_row));
+/// ```
 pub struct ChangesBuilder<'a, S, T> {
     live: &'a Live<S>,
     filter: crate::fanout::StreamFilter,
@@ -514,6 +552,36 @@ impl<S: Clone + Send + Sync + 'static> LiveBuilder<S> {
 }
 
 /// Mounts live views on an axum router.
+///
+/// ```
+/// use axum::Router;
+/// use live_core::{Live, LiveConfig, RouterExt};
+/// # use live_core::{Assigns, LiveView, Markup, Mount, ViewError, html};
+/// # #[derive(Assigns)] struct Hello { name: String }
+/// # impl LiveView for Hello { type State = (); type Message = ();
+/// #   async fn mount(ctx: &mut Mount<'_, Self>) -> Result<Self, ViewError> {
+/// #       Ok(Hello { name: ctx.params().parse("name")? })
+/// #   }
+/// #   fn render(&self) -> Markup { html! { h1 { "Hello, " (self.name) } } } }
+///
+/// # #[tokio::main(flavor = "current_thread")]
+/// # async fn main() -> Result<(), Box<dyn std::error::Error>> {
+/// let live = Live::builder(()).config(LiveConfig::new(vec![7u8; 32])).build()?;
+/// let mut app: Router = Router::new()
+///     .live_view::<Hello>("/hello/{name}", &live)
+///     .merge(live.router()); // the client script and the websocket
+///
+/// // A GET renders the page (here in-process, as a test would).
+/// use tower_service::Service;
+/// let get = axum::http::Request::get("/hello/ada")
+///     .header("host", "localhost")
+///     .body(axum::body::Body::empty())?;
+/// let page = app.call(get).await?;
+/// assert_eq!(page.status(), 200);
+/// let html = axum::body::to_bytes(page.into_body(), 1 << 20).await?;
+/// assert!(String::from_utf8(html.to_vec())?.contains("<h1>Hello, ada</h1>"));
+/// # Ok(()) }
+/// ```
 pub trait RouterExt<RS> {
     /// Serves view `V` at `path` (an axum route pattern such as `/lists/{id}`): a GET renders
     /// the page; the browser then joins over the websocket.

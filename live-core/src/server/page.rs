@@ -16,6 +16,25 @@ use crate::token::{ViewToken, session_from_headers};
 use crate::view::{Ctx, DbSlot, InfoSlot, LiveView, Params, Push, SyncCtx, ViewError};
 
 /// The parts of a page a layout puts together.
+///
+/// ```
+/// use live_core::{DOCTYPE, Live, LiveConfig, Markup, Page, html};
+///
+/// fn layout(page: Page<'_>) -> Markup {
+///     html! {
+///         (DOCTYPE)
+///         html lang="en" {
+///             head { title { (page.title.unwrap_or("Todos")) } (page.head) }
+///             body { nav { a href="/" { "Home" } } (page.body) }
+///         }
+///     }
+/// }
+///
+/// let live = Live::builder(()).config(LiveConfig::new(vec![7u8; 32])).layout(layout).build().unwrap();
+/// # drop(live);
+/// let html = layout(Page { title: None, head: html! {}, body: html! { p { "hi" } } }).into_string();
+/// assert!(html.contains("<title>Todos</title>"));
+/// ```
 pub struct Page<'a> {
     /// The view's title, if it has one.
     pub title: Option<&'a str>,

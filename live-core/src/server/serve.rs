@@ -41,6 +41,15 @@ impl Default for ServeConfig {
 
 /// Serves an app with `TCP_NODELAY` set on every connection (small diff frames must not wait
 /// for Nagle's algorithm), a header-read timeout and a connection cap ([`ServeConfig`]).
+///
+/// ```no_run
+/// use axum::{Router, routing::get};
+/// # async fn run() -> std::io::Result<()> {
+/// let app = Router::new().route("/", get(|| async { "hello" }));
+/// let listener = tokio::net::TcpListener::bind("127.0.0.1:3000").await?;
+/// live_core::serve(listener, app).await // runs until the process ends
+/// # }
+/// ```
 pub async fn serve(listener: tokio::net::TcpListener, app: Router) -> std::io::Result<()> {
     serve_with(
         listener,
@@ -53,7 +62,7 @@ pub async fn serve(listener: tokio::net::TcpListener, app: Router) -> std::io::R
 
 /// Like [`serve`], until `shutdown` completes: then it stops accepting, lets open requests
 /// finish (for at most [`ServeConfig::shutdown_timeout`]) and returns. Call
-/// [`Live::shutdown`] in the shutdown future, so websockets are told to reconnect.
+/// [`Live::shutdown`](crate::Live::shutdown) in the shutdown future, so websockets are told to reconnect.
 ///
 /// ```no_run
 /// # async fn f(app: axum::Router, live: live_core::Live<()>) -> std::io::Result<()> {

@@ -49,6 +49,24 @@ use crate::view::params_for;
 use crate::view::{Event, EventKind, LiveView};
 
 /// Why a test step failed.
+///
+/// ```
+/// use live_core::testing::{TestError, TestView};
+/// use live_core::{Live, LiveConfig};
+/// # use live_core::{Assigns, LiveView, Markup, Mount, ViewError, html};
+/// # #[derive(Assigns)] struct Note;
+/// # impl LiveView for Note { type State = (); type Message = ();
+/// #   async fn mount(_: &mut Mount<'_, Self>) -> Result<Self, ViewError> { Ok(Note) }
+/// #   fn render(&self) -> Markup { html! { p { "A note" } } } }
+///
+/// # #[tokio::main(flavor = "current_thread")] async fn main() {
+/// let live = Live::builder(()).config(LiveConfig::new(vec![7u8; 32])).build().unwrap();
+/// let mut view = TestView::mount::<Note>(&live, "/", "/").await.unwrap();
+/// assert!(matches!(view.click("#save").await, Err(TestError::NoElement(_))));
+/// assert!(matches!(view.click("p").await, Err(TestError::NoBinding { .. }))); // no live-click
+/// assert!(matches!(view.text("p["), Err(TestError::BadSelector(_))));
+/// # }
+/// ```
 #[derive(Debug, thiserror::Error)]
 #[non_exhaustive]
 pub enum TestError {
@@ -84,6 +102,38 @@ pub enum TestError {
 }
 
 /// A view mounted in-process, as a connected browser would see it.
+///
+/// ```
+/// use live_core::testing::TestView;
+/// use live_core::{Assigns, Ctx, Event, Live, LiveConfig, LiveView, Markup, Mount, ViewError, html};
+///
+/// #[derive(Assigns)]
+/// struct Greeter { name: Option<String> }
+///
+/// impl LiveView for Greeter {
+///     type State = ();
+///     type Message = ();
+///     async fn mount(_: &mut Mount<'_, Self>) -> Result<Self, ViewError> { Ok(Greeter { name: None }) }
+///     fn render(&self) -> Markup {
+///         html! {
+///             form live-submit="greet" { input name="name"; button { "Go" } }
+///             @if let Some(name) = &self.name { p.hello { "Hello, " (name) } }
+///         }
+///     }
+///     async fn handle_event(&mut self, e: Event, _: &mut Ctx<'_, Self>) -> Result<(), ViewError> {
+///         self.name = Some(e.get_as("name")?);
+///         Ok(())
+///     }
+/// }
+///
+/// # #[tokio::main(flavor = "current_thread")] async fn main() {
+/// let live = Live::builder(()).config(LiveConfig::new(vec![7u8; 32])).build().unwrap();
+/// let mut view = TestView::mount::<Greeter>(&live, "/", "/").await.unwrap();
+/// assert_eq!(view.count(".hello").unwrap(), 0);
+/// view.submit("form", serde_json::json!({ "name": "Ada" })).await.unwrap();
+/// assert_eq!(view.text(".hello").unwrap(), "Hello, Ada");
+/// # }
+/// ```
 pub struct TestView {
     inbox: mpsc::Sender<Box<Queued>>,
     out: mpsc::Receiver<Box<OutFrame>>,
@@ -443,12 +493,34 @@ fn value_attrs(el: &scraper::ElementRef<'_>) -> serde_json::Map<String, Value> {
 /// Makes the replication listener of `slot` fail to decode the next Relation message that
 /// describes `table`, as a corrupt or unsupported message would: a fault for tests of what
 /// happens to the changes that follow (every view reloads; nothing is skipped silently).
+///
+/// ```no_run
+/// # async fn f(pool: sqlx::PgPool) -> Result<(), sqlx::Error> {
+/// live_core::testing::fail_next_relation("live_slot", "todos");
+/// // The insert's Relation message does not decode: the views of `todos` must reload (and
+/// // show the new row), not skip it.
+/// sqlx::query("INSERT INTO todos (list_id, title) VALUES (1, 'after a bad message')")
+///     .execute(&pool)
+///     .await?;
+/// # Ok(()) }
+/// ```
 pub fn fail_next_relation(slot: &str, table: &str) {
     crate::replication::faults::fail_next_relation(slot, table);
 }
 
 /// How many holders the node's shared copy of row `id` of `T` has: every view that holds this
 /// version of the row holds the same `Arc` (0 when no view holds it).
+///
+/// ```
+/// use live_core::{Watch, testing::row_holders};
+///
+/// #[derive(Watch, Clone)]
+/// #[watch(table = "todos", subscription_key = "list_id")]
+/// struct Todo { id: i64, list_id: i64, title: String }
+///
+/// // No view holds todo 7 here; two mounted views of its list would make it 2 (one shared copy).
+/// assert_eq!(row_holders::<Todo>(7_i64), 0);
+/// ```
 pub fn row_holders<T: crate::Watch>(id: impl crate::KeyValue) -> usize {
     id.to_key()
         .map_or(0, |k| crate::row::shared::holders::<T>(&k))

@@ -11,6 +11,35 @@ use super::{DbSlot, LiveView, Params, ViewError};
 use crate::token::Session;
 
 /// What `mount` (and `reload`) gets.
+///
+/// ```
+/// use live_core::{Assigns, LiveView, Markup, Mount, ViewError, html};
+///
+/// #[derive(Assigns)]
+/// struct Invoice { id: i64, total_cents: i64 }
+///
+/// impl LiveView for Invoice {
+///     type State = ();
+///     type Message = ();
+///
+///     async fn mount(ctx: &mut Mount<'_, Self>) -> Result<Self, ViewError> {
+///         let id: i64 = ctx.params().parse("id")?; // the route is `/invoices/{id}`
+///         let user_id: i64 = ctx.session().get("user_id").ok_or(ViewError::Unauthorized)?;
+///         let total_cents: i64 =
+///             sqlx::query_scalar("SELECT total_cents FROM invoices WHERE id = $1 AND owner_id = $2")
+///                 .bind(id)
+///                 .bind(user_id)
+///                 .fetch_optional(ctx.db().await?) // the mount's snapshot
+///                 .await?
+///                 .ok_or(ViewError::NotFound)?;
+///         Ok(Invoice { id, total_cents })
+///     }
+///
+///     fn render(&self) -> Markup {
+///         html! { h1 { "Invoice " (self.id) } p { (self.total_cents) " cents" } }
+///     }
+/// }
+/// ```
 pub struct Mount<'a, V: LiveView> {
     pub(crate) state: &'a V::State,
     pub(crate) params: &'a Params,
@@ -72,6 +101,39 @@ pub(crate) enum Push {
 }
 
 /// What event, message and params handlers get.
+///
+/// ```
+/// use std::time::Duration;
+/// use live_core::{Assigns, Ctx, Event, LiveView, Markup, Mount, ViewError, html};
+///
+/// #[derive(Assigns)]
+/// struct Editor { saved: bool }
+///
+/// impl LiveView for Editor {
+///     type State = ();
+///     type Message = &'static str;
+/// #   async fn mount(_: &mut Mount<'_, Self>) -> Result<Self, ViewError> { Ok(Editor { saved: false }) }
+/// #   fn render(&self) -> Markup { html! { @if self.saved { p { "Saved" } } } }
+///
+///     async fn handle_event(&mut self, e: Event, ctx: &mut Ctx<'_, Self>) -> Result<(), ViewError> {
+///         match e.name.as_str() {
+///             "save" => {
+///                 self.saved = true;
+///                 ctx.push_event("saved", serde_json::json!({ "ok": true })); // to client hooks
+///                 ctx.send_after(Duration::from_secs(3), "hide"); // to handle_info, later
+///             }
+///             "close" => ctx.redirect("/"),
+///             _ => return Err(ViewError::UnknownEvent(e.name)),
+///         }
+///         Ok(())
+///     }
+///
+///     async fn handle_info(&mut self, _hide: &'static str, _ctx: &mut Ctx<'_, Self>) -> Result<(), ViewError> {
+///         self.saved = false;
+///         Ok(())
+///     }
+/// }
+/// ```
 pub struct Ctx<'a, V: LiveView> {
     pub(crate) state: &'a V::State,
     pub(crate) session: &'a Session,
@@ -235,6 +297,44 @@ impl<V: LiveView> Ctx<'_, V> {
 }
 
 /// What `sync` hooks get.
+///
+/// ```
+/// use std::sync::Arc;
+/// use live_core::{Assigns, LiveView, Markup, Mount, SyncCtx, ViewError, Watch, html};
+///
+/// #[derive(Watch, Clone)]
+/// #[watch(table = "todos", subscription_key = "list_id")]
+/// struct Todo { id: i64, list_id: i64, done: bool }
+///
+/// #[derive(Clone)]
+/// struct App { hide_done: bool }
+///
+/// #[derive(Assigns)]
+/// struct List {
+///     #[subscription_key]
+///     list_id: i64,
+///     #[watch(sync = Self::visible)]
+///     todos: Vec<Arc<Todo>>,
+/// }
+///
+/// impl List {
+///     async fn visible(&mut self, mut todos: Vec<Arc<Todo>>, ctx: &mut SyncCtx<'_, Self>)
+///         -> Result<Vec<Arc<Todo>>, ViewError> {
+///         if ctx.state().hide_done {
+///             todos.retain(|t| !t.done);
+///         }
+///         todos.sort_by_key(|t| t.id);
+///         Ok(todos)
+///     }
+/// }
+/// # impl LiveView for List {
+/// #     type State = App; type Message = ();
+/// #     async fn mount(_: &mut Mount<'_, Self>) -> Result<Self, ViewError> {
+/// #         Ok(List { list_id: 1, todos: Vec::new() })
+/// #     }
+/// #     fn render(&self) -> Markup { html! { (self.list_id) (self.todos.len()) } }
+/// # }
+/// ```
 pub struct SyncCtx<'a, V: LiveView> {
     pub(crate) state: &'a V::State,
 }
@@ -261,6 +361,39 @@ impl<V: LiveView> SyncCtx<'_, V> {
 }
 
 /// Sends messages to a connected view (its `handle_info`), from any task.
+///
+/// ```
+/// use std::time::Duration;
+/// use live_core::{Assigns, Ctx, Event, LiveView, Markup, Mount, ViewError, html};
+///
+/// #[derive(Assigns)]
+/// struct Export { progress: u8 }
+///
+/// impl LiveView for Export {
+///     type State = ();
+///     type Message = u8;
+/// #   async fn mount(_: &mut Mount<'_, Self>) -> Result<Self, ViewError> { Ok(Export { progress: 0 }) }
+/// #   fn render(&self) -> Markup { html! { progress max="100" value=(self.progress) {} } }
+///
+///     async fn handle_event(&mut self, _: Event, ctx: &mut Ctx<'_, Self>) -> Result<(), ViewError> {
+///         let handle = ctx.handle();
+///         tokio::spawn(async move {
+///             for percent in [25, 50, 75, 100] {
+///                 tokio::time::sleep(Duration::from_millis(200)).await; // some work
+///                 if handle.send(percent).is_err() {
+///                     return; // the view is gone: stop working for it
+///                 }
+///             }
+///         });
+///         Ok(())
+///     }
+///
+///     async fn handle_info(&mut self, percent: u8, _: &mut Ctx<'_, Self>) -> Result<(), ViewError> {
+///         self.progress = percent;
+///         Ok(())
+///     }
+/// }
+/// ```
 pub struct ViewHandle<M> {
     tx: mpsc::UnboundedSender<Box<M>>,
 }
@@ -282,6 +415,19 @@ impl<M> Clone for ViewHandle<M> {
 }
 
 /// The view is gone (disconnected or crashed).
+///
+/// ```
+/// use live_core::{ViewGone, ViewHandle};
+///
+/// /// Tells every view of a room about a new message, and forgets the views that are gone.
+/// fn notify(room: &mut Vec<ViewHandle<String>>, text: &str) {
+///     room.retain(|view| match view.send(text.to_string()) {
+///         Ok(()) => true,
+///         Err(ViewGone) => false,
+///     });
+/// }
+/// # notify(&mut Vec::new(), "hello");
+/// ```
 #[derive(Debug, Clone, Copy, thiserror::Error)]
 #[error("the view is gone")]
 pub struct ViewGone;

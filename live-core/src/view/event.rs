@@ -7,6 +7,18 @@ use serde::de::DeserializeOwned;
 use super::ViewError;
 
 /// The kind of DOM event that sent an [`Event`].
+///
+/// ```
+/// use live_core::{Event, EventKind};
+///
+/// let e = Event::new(EventKind::KeyDown, "search", serde_json::json!({"key": "Enter"}));
+/// let submitted = match e.kind {
+///     EventKind::Submit => true,
+///     EventKind::KeyDown => e.get("key") == Some("Enter"),
+///     _ => false,
+/// };
+/// assert!(submitted);
+/// ```
 #[derive(Debug, Clone, PartialEq, Eq)]
 #[non_exhaustive]
 pub enum EventKind {

@@ -13,6 +13,36 @@ use crate::replication::change::DecodeFailure;
 use crate::row::{DecodeError, Watch};
 
 /// A committed change of a row of `T`.
+///
+/// ```
+/// use std::collections::HashMap;
+/// use std::sync::Arc;
+/// use live_core::{Watch, watch::Change};
+///
+/// #[derive(Watch, Clone)]
+/// #[watch(table = "todos", subscription_key = "list_id")]
+/// struct Todo { id: i64, list_id: i64, title: String }
+///
+/// /// Keeps a cache of todos up to date.
+/// fn apply(cache: &mut HashMap<i64, Arc<Todo>>, change: Change<Todo>) {
+///     match change {
+///         Change::Inserted(row) | Change::Updated { new: row, .. } => {
+///             cache.insert(row.id, row);
+///         }
+///         Change::Deleted { id, .. } => {
+///             cache.remove(&id);
+///         }
+///     }
+/// }
+///
+/// let mut cache = HashMap::new();
+/// let milk = |title: &str| Arc::new(Todo { id: 1, list_id: 1, title: title.into() });
+/// apply(&mut cache, Change::Inserted(milk("milk")));
+/// apply(&mut cache, Change::Updated { old: None, new: milk("oat milk") });
+/// assert_eq!(cache[&1].title, "oat milk");
+/// apply(&mut cache, Change::Deleted { id: 1, old: None });
+/// assert!(cache.is_empty());
+/// ```
 pub enum Change<T: Watch> {
     /// A new row (or, for a key filter, a row that moved into the key).
     Inserted(Arc<T>),
@@ -43,6 +73,23 @@ impl<T: Watch> std::fmt::Debug for Change<T> {
 }
 
 /// Why a change stream could not deliver a change.
+///
+/// ```
+/// use live_core::{Watch, watch::{ChangeStream, StreamError}};
+/// # #[derive(Watch, Clone)] #[watch(table = "todos", subscription_key = "list_id")]
+/// # struct Todo { id: i64, list_id: i64 }
+///
+/// async fn follow(mut changes: ChangeStream<Todo>) {
+///     while let Some(next) = changes.recv().await {
+///         match next {
+///             Ok(change) => println!("{change:?}"),
+///             Err(StreamError::Lagged | StreamError::Reload) => println!("reload everything"),
+///             Err(e) => eprintln!("{e}"), // a row that does not decode
+///         }
+///     }
+/// }
+/// # let _ = follow;
+/// ```
 #[derive(Debug, thiserror::Error)]
 #[non_exhaustive]
 pub enum StreamError {
@@ -58,6 +105,33 @@ pub enum StreamError {
 }
 
 /// Committed changes of rows of `T`.
+///
+/// ```
+/// use live_core::{Live, LiveConfig, Watch, watch::ChangeStream};
+///
+/// #[derive(Watch, Clone)]
+/// #[watch(table = "todos", subscription_key = "list_id")]
+/// struct Todo { id: i64, list_id: i64, title: String }
+///
+/// /// A background job: counts the changes it sees, until the runtime goes.
+/// async fn follow(mut changes: ChangeStream<Todo>) -> usize {
+///     let mut seen = 0;
+///     while let Some(change) = changes.recv().await {
+///         match change {
+///             Ok(change) => { seen += 1; println!("{change:?}"); }
+///             Err(e) => eprintln!("reload: {e}"),
+///         }
+///     }
+///     seen
+/// }
+///
+/// # #[tokio::main(flavor = "current_thread")] async fn main() {
+/// let live = Live::builder(()).config(LiveConfig::new(vec![7u8; 32])).build().unwrap();
+/// let changes = live.changes::<Todo>().key(1_i64).subscribe(256);
+/// // Without replication (`LiveBuilder::sync`) the stream ends at once.
+/// assert_eq!(follow(changes).await, 0);
+/// # }
+/// ```
 pub struct ChangeStream<T: Watch> {
     inner: Option<StreamInner>,
     _t: PhantomData<fn() -> T>,
