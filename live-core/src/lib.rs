@@ -416,5 +416,6 @@ pub mod __private {
     };
     /// The kept fields of a view as one JSON value.
     pub type KeptValue = serde_json::Value;
-    pub use crate::watch::{ApplyError, ChangeBatch, Scopes, WatchedAssign, apply_changes};
+    pub use crate::watch::apply::{ApplyError, ChangeBatch, Scopes, apply_changes};
+    pub use crate::watch::assign::WatchedAssign;
 }
