@@ -14,7 +14,7 @@ use crate::row::{HeldRows, Watch, shared};
 ///
 /// ```
 /// use std::sync::Arc;
-/// use live_core::{Watch, watch::WatchedAssign};
+/// use live_core::{Watch, __private::WatchedAssign};
 /// #[derive(Watch, Clone)]
 /// #[watch(table = "items", subscription_key = "owner")]
 /// struct Item { id: i32, owner: i32, name: String }
