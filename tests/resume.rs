@@ -161,6 +161,22 @@ async fn page(addr: std::net::SocketAddr, path: &str, cookie: Option<&str>) -> (
     (token, format!("lv:{id}"))
 }
 
+/// Opens `/notes/1` on a new connection: the client, its page token and topic, and the view's
+/// resume id.
+async fn open_notes(addr: std::net::SocketAddr) -> (WsClient, String, String, String) {
+    let (token, topic) = page(addr, "/notes/1", None).await;
+    let mut c = WsClient::connect(addr).await;
+    let reply = c
+        .join_with(&topic, join_payload(addr, "/notes/1", &token), None)
+        .await;
+    assert_eq!(reply["status"], "ok", "{reply}");
+    let id = reply["response"]["resume"]
+        .as_str()
+        .expect("a resume id")
+        .to_string();
+    (c, token, topic, id)
+}
+
 fn join_payload(addr: std::net::SocketAddr, path: &str, token: &str) -> Value {
     json!({"token": token, "url": format!("http://{addr}{path}")})
 }
@@ -223,15 +239,7 @@ async fn a_short_drop_sends_only_the_missed_frames_and_keeps_every_assign() {
     )
     .await;
     let (addr, live) = start(&db, config()).await;
-    let (token, topic) = page(addr, "/notes/1", None).await;
-    let mut c = WsClient::connect(addr).await;
-    let reply = c
-        .join_with(&topic, join_payload(addr, "/notes/1", &token), None)
-        .await;
-    let resume_id = reply["response"]["resume"]
-        .as_str()
-        .expect("a resume id")
-        .to_string();
+    let (mut c, token, topic, resume_id) = open_notes(addr).await;
     assert!(c.wait_html(&topic, WAIT, |h| rows_of(h) == 1000).await);
     let full_bytes = bytes_since(&c, 0);
     // UI state no database holds.
@@ -313,15 +321,7 @@ async fn a_client_further_behind_than_the_window_gets_the_whole_page() {
     let mut cfg = config();
     cfg.resume_window_frames = 2;
     let (addr, live) = start(&db, cfg).await;
-    let (token, topic) = page(addr, "/notes/1", None).await;
-    let mut c = WsClient::connect(addr).await;
-    let reply = c
-        .join_with(&topic, join_payload(addr, "/notes/1", &token), None)
-        .await;
-    let resume_id = reply["response"]["resume"]
-        .as_str()
-        .expect("id")
-        .to_string();
+    let (c, token, topic, resume_id) = open_notes(addr).await;
     let model = c.models.get(&topic).cloned().expect("model");
     // Five changes are sent while the client reads nothing; then its connection drops: it
     // is at version 1, the window holds only the last two diffs.
@@ -439,15 +439,7 @@ async fn kept_assigns_come_back_on_a_new_mount_and_foreign_or_tampered_blobs_are
     let mut cfg = config();
     cfg.resume_grace = Duration::from_millis(200);
     let (addr, _live) = start(&db, cfg).await;
-    let (token, topic) = page(addr, "/notes/1", None).await;
-    let mut c = WsClient::connect(addr).await;
-    let reply = c
-        .join_with(&topic, join_payload(addr, "/notes/1", &token), None)
-        .await;
-    let id = reply["response"]["resume"]
-        .as_str()
-        .expect("id")
-        .to_string();
+    let (mut c, token, topic, id) = open_notes(addr).await;
     let r = send_event(&mut c, &topic, "select", json!({"id": "7"}), 1).await;
     assert_eq!(c.reply(&r).await["status"], "ok");
     let r = send_event(&mut c, &topic, "click", json!({}), 2).await;
@@ -512,10 +504,7 @@ async fn a_graceful_stop_finishes_the_event_in_flight_then_closes() {
     let mut cfg = config();
     cfg.reconnect_jitter = Duration::from_millis(500);
     let (addr, live) = start(&db, cfg).await;
-    let (token, topic) = page(addr, "/notes/1", None).await;
-    let mut c = WsClient::connect(addr).await;
-    c.join_with(&topic, join_payload(addr, "/notes/1", &token), None)
-        .await;
+    let (mut c, _, topic, _) = open_notes(addr).await;
     // A slow event, and the server stops while it runs.
     let r = send_event(&mut c, &topic, "slow", json!({}), 1).await;
     tokio::time::sleep(Duration::from_millis(50)).await;

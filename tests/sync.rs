@@ -452,3 +452,105 @@ async fn marked_transactions_reload_or_stay_quiet() {
         "the stream saw the quiet transaction: {next:?}"
     );
 }
+
+/// A view of both tables: `items` sorted by a hook that refuses a title, `items_d` plain.
+#[derive(live_core::Assigns)]
+struct TwoTables {
+    #[subscription_key]
+    list_id: i64,
+    #[watch(sync = Self::refuse_boom)]
+    items: Vec<std::sync::Arc<items::Item>>,
+    #[watch]
+    others: Vec<std::sync::Arc<items::ItemD>>,
+}
+
+impl TwoTables {
+    async fn refuse_boom(
+        &mut self,
+        mut items: Vec<std::sync::Arc<items::Item>>,
+        _: &mut live_core::SyncCtx<'_, Self>,
+    ) -> Result<Vec<std::sync::Arc<items::Item>>, live_core::ViewError> {
+        if items.iter().any(|i| i.title == "boom") {
+            return Err(live_core::ViewError::other("the hook refuses boom"));
+        }
+        items.sort_by_key(|i| i.id);
+        Ok(items)
+    }
+}
+
+impl live_core::LiveView for TwoTables {
+    type State = ();
+    type Message = ();
+
+    async fn mount(ctx: &mut live_core::Mount<'_, Self>) -> Result<Self, live_core::ViewError> {
+        let list_id: i64 = ctx.params().parse("id")?;
+        let items: Vec<items::Item> = sqlx::query_as("SELECT * FROM items WHERE list_id = $1")
+            .bind(list_id)
+            .fetch_all(ctx.db().await?)
+            .await?;
+        let others: Vec<items::ItemD> = sqlx::query_as("SELECT * FROM items_d WHERE list_id = $1")
+            .bind(list_id)
+            .fetch_all(ctx.db().await?)
+            .await?;
+        Ok(TwoTables {
+            list_id,
+            items: items.into_iter().map(std::sync::Arc::new).collect(),
+            others: others.into_iter().map(std::sync::Arc::new).collect(),
+        })
+    }
+
+    fn render(&self) -> live_core::Markup {
+        live_core::html! {
+            ul.items { @for i in &self.items { li { (i.title) } } }
+            ul.others { @for o in &self.others { li { (o.title) } } }
+        }
+    }
+}
+
+/// A `sync` hook that fails does not cost another assign its changes: one transaction writes
+/// a row the hook refuses and a row of another assign; the other row shows, and the failed
+/// assign keeps its rows. (Before the fix the hook's error returned early from applying the
+/// batch: the second assign never got its row, and the first was left empty.)
+#[tokio::test]
+async fn a_failing_sync_hook_loses_no_other_change() {
+    let db = TestDb::new(items::SCHEMA).await;
+    db.exec("INSERT INTO items (id, list_id, title) VALUES (1, 1, 'kept')")
+        .await;
+    let live = live_core::Live::builder(())
+        .config(live_core::LiveConfig::new(live_tests::SECRET.to_vec()))
+        .pool(db.pool.clone())
+        .sync(live_core::SyncConfig::new(&db.url).slot(format!("slot_{}", db.name)))
+        .build()
+        .expect("runtime");
+    let app = axum::Router::new()
+        .live_view::<TwoTables>("/two/{id}", &live)
+        .merge(live.router());
+    live.listen().await.expect("listener");
+    let addr = live_tests::serve(app).await;
+    let (mut c, t) = open(addr, "/two/1").await;
+    assert!(c.html(&t).contains("<li>kept</li>"));
+    db.exec(
+        "BEGIN; INSERT INTO items (id, list_id, title) VALUES (2, 1, 'boom'); \
+         INSERT INTO items_d (id, list_id, title) VALUES (3, 1, 'other row'); COMMIT;",
+    )
+    .await;
+    assert!(
+        c.wait_html(&t, WAIT, |h| h.contains("<li>other row</li>"))
+            .await,
+        "the other assign lost its change: {}",
+        c.html(&t)
+    );
+    // The assign whose hook failed keeps its rows as patched (the hook did not run on them).
+    let html = c.html(&t);
+    assert!(
+        html.contains("<li>kept</li>") && html.contains("<li>boom</li>"),
+        "{html}"
+    );
+    // A later change still arrives.
+    db.exec("INSERT INTO items_d (id, list_id, title) VALUES (4, 1, 'later')")
+        .await;
+    assert!(
+        c.wait_html(&t, WAIT, |h| h.contains("<li>later</li>"))
+            .await
+    );
+}

@@ -1086,17 +1086,7 @@ fn todo_app_process() {
     ) else {
         return;
     };
-    let _ = tracing_subscriber::fmt()
-        .with_env_filter(std::env::var("RUST_LOG").unwrap_or_else(|_| "info".into()))
-        .with_writer(std::io::stderr)
-        .with_ansi(false)
-        .try_init();
-    let rt = tokio::runtime::Builder::new_multi_thread()
-        .worker_threads(2)
-        .enable_all()
-        .build()
-        .expect("runtime");
-    rt.block_on(async move {
+    live_tests::node::child_runtime().block_on(async move {
         let (router, live) = todo::app(TodoConfig {
             database_url: db,
             slot,

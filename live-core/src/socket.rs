@@ -507,24 +507,18 @@ fn join<S: Clone + Send + Sync + 'static>(
     // ended, or lived on another node) mounts anew.
     if let Some((id, version)) = resume {
         let keep = req.keep.take();
-        let attach = Box::new(Attach {
-            topic: req.topic,
-            join_ref: req.join_ref,
-            msg_ref: req.msg_ref,
-            token: req.token,
-            page: req.page,
-            url: req.url,
-            inbox: req.inbox,
-            out: req.out,
-            socket_mounts: req.socket_mounts,
-            version,
-        });
-        match views.resumable().attach(&id, attach) {
+        match views
+            .resumable()
+            .attach(&id, Box::new(Attach { join: req, version }))
+        {
             Ok(()) => {
                 topics.insert(f.topic, Topic { join_ref, tx });
                 return;
             }
-            Err(a) => req = JoinRequest::from_attach(*a, keep),
+            Err(a) => {
+                req = a.join;
+                req.keep = keep;
+            }
         }
     }
     match views.spawn(rt, req) {

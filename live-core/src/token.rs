@@ -127,6 +127,10 @@ pub(crate) struct ViewToken {
     pub session: Session,
     /// Expiry, seconds since the epoch.
     pub exp: u64,
+    /// A random name of the page load (kept assigns are bound to the page they were issued
+    /// for: two loads of one URL in one second are two pages).
+    #[serde(default)]
+    pub nonce: String,
 }
 
 impl ViewToken {
@@ -136,11 +140,13 @@ impl ViewToken {
         session: Session,
         max_age: Duration,
     ) -> Self {
+        use base64::Engine;
         ViewToken {
             route,
             path_params,
             session,
             exp: now_secs() + max_age.as_secs(),
+            nonce: base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(random_bytes(9)),
         }
     }
 

@@ -525,11 +525,16 @@ fn assigns_impl(input: &DeriveInput) -> syn::Result<TokenStream2> {
                 let call = quote_spanned! {path.span()=>
                     ::live_core::__private::call_sync_hook(#path, self, taken, &mut ctx.reborrow())
                 };
+                // A hook that fails leaves the assign as patched (before the hook) and the
+                // other assigns still take their changes; the first error is returned.
                 quote! {
-                    let taken = ::core::mem::take(&mut self.#ident);
-                    self.#ident = #call
-                        .await
-                        .map_err(::live_core::__private::ApplyError::Hook)?;
+                    let taken = ::core::clone::Clone::clone(&self.#ident);
+                    match #call.await {
+                        ::core::result::Result::Ok(v) => self.#ident = v,
+                        ::core::result::Result::Err(e) => {
+                            hook_error.get_or_insert(e);
+                        }
+                    }
                 }
             }
             None => quote! {},
@@ -552,8 +557,13 @@ fn assigns_impl(input: &DeriveInput) -> syn::Result<TokenStream2> {
                 ::live_core::__private::call_sync_hook(#path, self, taken, &mut ctx.reborrow())
             };
             quote! {
-                let taken = ::core::mem::take(&mut self.#ident);
-                self.#ident = #call.await?;
+                let taken = ::core::clone::Clone::clone(&self.#ident);
+                match #call.await {
+                    ::core::result::Result::Ok(v) => self.#ident = v,
+                    ::core::result::Result::Err(e) => {
+                        hook_error.get_or_insert(e);
+                    }
+                }
             }
         })
     });
@@ -596,8 +606,15 @@ fn assigns_impl(input: &DeriveInput) -> syn::Result<TokenStream2> {
             {
                 async move {
                     let mut changed = false;
+                    let mut hook_error: ::core::option::Option<::live_core::ViewError> =
+                        ::core::option::Option::None;
                     #(#applies)*
-                    ::core::result::Result::Ok(changed)
+                    match hook_error {
+                        ::core::option::Option::Some(e) => ::core::result::Result::Err(
+                            ::live_core::__private::ApplyError::Hook(e),
+                        ),
+                        ::core::option::Option::None => ::core::result::Result::Ok(changed),
+                    }
                 }
             }
 
@@ -612,8 +629,13 @@ fn assigns_impl(input: &DeriveInput) -> syn::Result<TokenStream2> {
             {
                 async move {
                     let _ = &ctx;
+                    let mut hook_error: ::core::option::Option<::live_core::ViewError> =
+                        ::core::option::Option::None;
                     #(#hooks)*
-                    ::core::result::Result::Ok(())
+                    match hook_error {
+                        ::core::option::Option::Some(e) => ::core::result::Result::Err(e),
+                        ::core::option::Option::None => ::core::result::Result::Ok(()),
+                    }
                 }
             }
         }

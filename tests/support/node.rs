@@ -153,6 +153,21 @@ impl Drop for NodeProc {
     }
 }
 
+/// What an app process started by [`NodeProc::spawn_with`] runs in: logs to stderr (its
+/// parent reads them) and a two-thread runtime.
+pub fn child_runtime() -> tokio::runtime::Runtime {
+    let _ = tracing_subscriber::fmt()
+        .with_env_filter(std::env::var("RUST_LOG").unwrap_or_else(|_| "info".into()))
+        .with_writer(std::io::stderr)
+        .with_ansi(false)
+        .try_init();
+    tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+        .expect("runtime")
+}
+
 /// The body of a node process: when the environment names a node (`LIVE_NODE_DB`), serves
 /// the items app on the bus and exits on SIGTERM after a graceful stop. Otherwise returns at
 /// once (the function is an ignored test of the binary).
@@ -164,17 +179,7 @@ pub fn node_main() {
     ) else {
         return;
     };
-    let _ = tracing_subscriber::fmt()
-        .with_env_filter(std::env::var("RUST_LOG").unwrap_or_else(|_| "info".into()))
-        .with_writer(std::io::stderr)
-        .with_ansi(false)
-        .try_init();
-    let rt = tokio::runtime::Builder::new_multi_thread()
-        .worker_threads(2)
-        .enable_all()
-        .build()
-        .expect("runtime");
-    rt.block_on(async move {
+    child_runtime().block_on(async move {
         let (addr, live) = match crate::items::start_node(&db, &slot, &nats).await {
             Ok(x) => x,
             Err(e) => {

@@ -92,24 +92,6 @@ pub(crate) struct JoinRequest {
     pub keep: Option<String>,
 }
 
-impl JoinRequest {
-    /// A join that named a view this node does not have: it mounts anew.
-    pub(crate) fn from_attach(a: Attach, keep: Option<String>) -> Self {
-        JoinRequest {
-            topic: a.topic,
-            join_ref: a.join_ref,
-            msg_ref: a.msg_ref,
-            token: a.token,
-            page: a.page,
-            url: a.url,
-            inbox: a.inbox,
-            out: a.out,
-            socket_mounts: a.socket_mounts,
-            keep,
-        }
-    }
-}
-
 /// Starts views of one type (type-erased, one per registered route).
 pub(crate) trait ViewSpawner<S>: Send + Sync {
     fn spawn(&self, rt: Arc<Runtime<S>>, resumable: Arc<Resumable>, req: JoinRequest);
@@ -483,13 +465,13 @@ impl<V: LiveView> ViewSession<V> {
     /// A join names this view. It may take it when it is from the same route and session and
     /// its version is one this view sent; it then gets only what it missed.
     async fn on_attach(&mut self, a: Box<Attach>) -> Result<(), End> {
-        let a = *a;
+        let Attach { join: a, version } = *a;
         let refusal = if a.token.route != self.token.route || a.token.session != self.session {
             tracing::warn!("a resume of a view of another page or session refused");
             Some(Reason::ResumeRefused)
-        } else if a.version == 0 || a.version > self.page.version() {
+        } else if version == 0 || version > self.page.version() {
             tracing::warn!(
-                client = a.version,
+                client = version,
                 server = self.page.version(),
                 "a resume at a version this view never sent refused"
             );
@@ -522,7 +504,7 @@ impl<V: LiveView> ViewSession<V> {
             self.page_id = a.page;
             self.kept_sent = None;
         }
-        tracing::debug!(client = a.version, server = self.page.version(), "resumed");
+        tracing::debug!(client = version, server = self.page.version(), "resumed");
         let response = serde_json::json!({
             "resumed": true,
             "title": self.title,
@@ -531,7 +513,7 @@ impl<V: LiveView> ViewSession<V> {
         })
         .to_string();
         self.wire.reply_ok(a.msg_ref.as_deref(), &response).await;
-        let missed: Option<Vec<String>> = match self.window.missed(a.version, self.page.version()) {
+        let missed: Option<Vec<String>> = match self.window.missed(version, self.page.version()) {
             Missed::Frames(frames) => Some(frames.into_iter().map(str::to_string).collect()),
             Missed::Whole => None,
         };

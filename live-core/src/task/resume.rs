@@ -11,13 +11,12 @@
 //!   route and session, a version it sent) and takes the new connection.
 
 use std::collections::{HashMap, VecDeque};
+use std::sync::Mutex;
 use std::sync::atomic::{AtomicUsize, Ordering};
-use std::sync::{Arc, Mutex};
 
-use tokio::sync::{Semaphore, mpsc, oneshot};
+use tokio::sync::oneshot;
 
-use super::{Outbound, Queued};
-use crate::token::ViewToken;
+use super::JoinRequest;
 
 /// A view's name for resuming it (base64url of 16 random bytes).
 pub(crate) type ResumeId = String;
@@ -28,20 +27,11 @@ pub(crate) fn new_resume_id() -> ResumeId {
     base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(crate::token::random_bytes(16))
 }
 
-/// A join that names a view to resume, on its way to the view's task.
+/// A join that names a view to resume, on its way to the view's task: the join (its
+/// `keep` taken out: a resumed view has its assigns) and the last version the client applied.
 pub(crate) struct Attach {
-    pub topic: String,
-    pub join_ref: String,
-    pub msg_ref: Option<String>,
-    pub token: ViewToken,
-    /// The page token as the client sent it (kept blobs are bound to it).
-    pub page: String,
-    pub url: String,
-    pub inbox: mpsc::Receiver<Box<Queued>>,
-    pub out: Outbound,
-    pub socket_mounts: Arc<Semaphore>,
-    /// The last version the client applied.
-    pub version: u64,
+    pub(crate) join: JoinRequest,
+    pub(crate) version: u64,
 }
 
 /// The node's views by resume id, and how many are detached (waiting for their client).

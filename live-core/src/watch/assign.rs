@@ -32,7 +32,7 @@ use crate::row::{HeldRows, Watch, shared};
     label = "not a list or single row of a `#[derive(Watch)]` type",
     note = "a #[watch] field is a `Vec<Arc<T>>`, `Vec<T>`, `Option<Arc<T>>`, `Option<T>` or `Arc<T>` where `T: Watch`"
 )]
-pub trait WatchedAssign: Send + Sync + 'static {
+pub trait WatchedAssign: Clone + Send + Sync + 'static {
     /// The row type.
     type Row: Watch;
 
