@@ -1191,6 +1191,14 @@ async fn a_dropped_socket_and_a_restart_cost_the_user_nothing() {
         "return document.querySelector('[data-live-root]').classList.contains('live-reconnecting')",
     )
     .await;
+    // The user ticks "two" while offline (a click that leaves the edited input focused): the
+    // event waits in the client and is sent after the resume.
+    let two_in_a = li_of(&a, "two").await;
+    a.js(&format!(
+        "document.querySelector({}).dispatchEvent(new MouseEvent('click', {{bubbles: true}})); return true",
+        q(&format!("{two_in_a} input.toggle"))
+    ))
+    .await;
     tokio::time::sleep(Duration::from_secs(2)).await;
     proxy.online();
 
@@ -1202,6 +1210,15 @@ async fn a_dropped_socket_and_a_restart_cost_the_user_nothing() {
     )
     .await;
     assert_eq!(value_of(&a, "input.edit").await, "one typed");
+    // The tick made offline reached the server once it was back: both windows show it.
+    let two_renamed = li_of(&b, "two renamed").await;
+    for w in [&a, &b] {
+        w.wait_js(&format!(
+            "return document.querySelector({}).classList.contains('completed')",
+            q(&two_renamed)
+        ))
+        .await;
+    }
     assert!(
         a.js("return !!document.querySelector('p.error')")
             .await
