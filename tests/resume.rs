@@ -15,8 +15,8 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use live_core::{
-    Assigns, Ctx, Event, Live, LiveConfig, LiveView, Markup, Mount, RouterExt, Session, SyncConfig,
-    SyncCtx, ViewError, Watch, html, keyed,
+    Assigns, Ctx, Event, Live, LiveConfig, LiveView, Markup, Mount, RouterExt, Session, SyncCtx,
+    ViewError, Watch, html, keyed,
 };
 use live_tests::{SECRET, TestDb, WsClient, get, page_token};
 use serde_json::{Value, json};
@@ -124,12 +124,7 @@ impl LiveView for OtherView {
 }
 
 async fn start(db: &TestDb, config: LiveConfig) -> (std::net::SocketAddr, Live<()>) {
-    let live = Live::builder(())
-        .config(config)
-        .pool(db.pool.clone())
-        .sync(SyncConfig::new(&db.url).slot(format!("slot_{}", db.name)))
-        .build()
-        .expect("runtime");
+    let live = db.live(config);
     let app = axum::Router::new()
         .live_view::<NotesView>("/notes/{id}", &live)
         .live_view::<OtherView>("/other", &live)

@@ -9,8 +9,8 @@ use std::time::Duration;
 
 use axum::Router;
 use live_core::{
-    Assigns, Ctx, Event, Live, LiveConfig, LiveView, Markup, Mount, RouterExt, SyncConfig, SyncCtx,
-    ViewError, Watch, html, keyed,
+    Assigns, Ctx, Event, Live, LiveConfig, LiveView, Markup, Mount, RouterExt, SyncCtx, ViewError,
+    Watch, html, keyed,
 };
 use live_tests::{Rng, SECRET, TestDb, WsClient, open};
 
@@ -249,12 +249,7 @@ impl LiveView for Everyone {
 }
 
 async fn start(db: &TestDb) -> (std::net::SocketAddr, Live<()>) {
-    let live = Live::builder(())
-        .config(LiveConfig::new(SECRET.to_vec()))
-        .pool(db.pool.clone())
-        .sync(SyncConfig::new(&db.url).slot(format!("slot_{}", db.name)))
-        .build()
-        .expect("runtime");
+    let live = db.live(LiveConfig::new(SECRET.to_vec()));
     let app = Router::new()
         .live_view::<BoardPage>("/boards/{id}", &live)
         .live_view::<MyCards>("/users/{id}/cards", &live)
@@ -466,12 +461,7 @@ impl LiveView for FewUsers {
 #[tokio::test]
 async fn a_whole_table_watch_over_its_cap_is_an_error() {
     let db = TestDb::new(SCHEMA).await;
-    let live = Live::builder(())
-        .config(LiveConfig::new(SECRET.to_vec()))
-        .pool(db.pool.clone())
-        .sync(SyncConfig::new(&db.url).slot(format!("slot_{}", db.name)))
-        .build()
-        .expect("runtime");
+    let live = db.live(LiveConfig::new(SECRET.to_vec()));
     let app = Router::new()
         .live_view::<FewUsers>("/few", &live)
         .merge(live.router());

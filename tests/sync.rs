@@ -273,12 +273,7 @@ async fn views_mounting_during_writes_end_equal_to_the_database() {
 /// The listener refuses to start, with a message naming what to run.
 async fn setup_error(schema: &str) -> String {
     let db = TestDb::new(schema).await;
-    let live = live_core::Live::builder(())
-        .config(live_core::LiveConfig::new(live_tests::SECRET.to_vec()))
-        .pool(db.pool.clone())
-        .sync(live_core::SyncConfig::new(&db.url).slot(format!("slot_{}", db.name)))
-        .build()
-        .expect("runtime");
+    let live = db.live(live_core::LiveConfig::new(live_tests::SECRET.to_vec()));
     let _router: axum::Router =
         axum::Router::new().live_view::<items::ItemsView>("/lists/{id}", &live);
     match live.listen().await {
@@ -516,12 +511,7 @@ async fn a_failing_sync_hook_loses_no_other_change() {
     let db = TestDb::new(items::SCHEMA).await;
     db.exec("INSERT INTO items (id, list_id, title) VALUES (1, 1, 'kept')")
         .await;
-    let live = live_core::Live::builder(())
-        .config(live_core::LiveConfig::new(live_tests::SECRET.to_vec()))
-        .pool(db.pool.clone())
-        .sync(live_core::SyncConfig::new(&db.url).slot(format!("slot_{}", db.name)))
-        .build()
-        .expect("runtime");
+    let live = db.live(live_core::LiveConfig::new(live_tests::SECRET.to_vec()));
     let app = axum::Router::new()
         .live_view::<TwoTables>("/two/{id}", &live)
         .merge(live.router());

@@ -518,27 +518,10 @@ fn assigns_impl(input: &DeriveInput) -> syn::Result<TokenStream2> {
             None => quote! { ::core::option::Option::None },
         };
         let ident = &w.ident;
-        // Hooks are called through `call_sync_hook`, spanned at the hook: one of another
-        // shape is an error there that names the expected signature.
-        let hook = match &w.sync {
-            Some(path) => {
-                let call = quote_spanned! {path.span()=>
-                    ::live_core::__private::call_sync_hook(#path, self, taken, &mut ctx.reborrow())
-                };
-                // A hook that fails leaves the assign as patched (before the hook) and the
-                // other assigns still take their changes; the first error is returned.
-                quote! {
-                    let taken = ::core::clone::Clone::clone(&self.#ident);
-                    match #call.await {
-                        ::core::result::Result::Ok(v) => self.#ident = v,
-                        ::core::result::Result::Err(e) => {
-                            hook_error.get_or_insert(e);
-                        }
-                    }
-                }
-            }
-            None => quote! {},
-        };
+        let hook = w
+            .sync
+            .as_ref()
+            .map_or_else(|| quote! {}, |path| hook_call(ident, path));
         let ty = &w.ty;
         let apply = quote_spanned! {ty.span()=>
             ::live_core::__private::apply_changes(&mut self.#ident, batch, #slot, #filter)
@@ -550,23 +533,9 @@ fn assigns_impl(input: &DeriveInput) -> syn::Result<TokenStream2> {
             }
         }
     });
-    let hooks = watched.iter().filter_map(|w| {
-        let ident = &w.ident;
-        w.sync.as_ref().map(|path| {
-            let call = quote_spanned! {path.span()=>
-                ::live_core::__private::call_sync_hook(#path, self, taken, &mut ctx.reborrow())
-            };
-            quote! {
-                let taken = ::core::clone::Clone::clone(&self.#ident);
-                match #call.await {
-                    ::core::result::Result::Ok(v) => self.#ident = v,
-                    ::core::result::Result::Err(e) => {
-                        hook_error.get_or_insert(e);
-                    }
-                }
-            }
-        })
-    });
+    let hooks = watched
+        .iter()
+        .filter_map(|w| w.sync.as_ref().map(|path| hook_call(&w.ident, path)));
     let watched_methods = if watched.is_empty() {
         quote! {}
     } else {
@@ -654,6 +623,26 @@ fn assigns_impl(input: &DeriveInput) -> syn::Result<TokenStream2> {
             #kept_methods
         }
     })
+}
+
+/// Runs the `sync` hook `path` of field `ident`: called through `call_sync_hook`, spanned at
+/// the hook, so a hook of another shape is an error there that names the expected signature.
+/// The hook gets a copy of the assign (`Arc` clones for a list of rows); a hook that fails
+/// leaves the assign as patched and records the first error in `hook_error` (the other
+/// assigns still take their changes).
+fn hook_call(ident: &Ident, path: &Path) -> TokenStream2 {
+    let call = quote_spanned! {path.span()=>
+        ::live_core::__private::call_sync_hook(#path, self, taken, &mut ctx.reborrow())
+    };
+    quote! {
+        let taken = ::core::clone::Clone::clone(&self.#ident);
+        match #call.await {
+            ::core::result::Result::Ok(v) => self.#ident = v,
+            ::core::result::Result::Err(e) => {
+                hook_error.get_or_insert(e);
+            }
+        }
+    }
 }
 
 /// `kept` and `restore_kept` for the `#[keep]` fields (each must be `Serialize` and

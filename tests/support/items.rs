@@ -151,12 +151,7 @@ pub async fn start(db: &TestDb) -> (std::net::SocketAddr, Live<()>) {
 
 /// [`start`] with a configuration of the test's.
 pub async fn start_with(db: &TestDb, config: LiveConfig) -> (std::net::SocketAddr, Live<()>) {
-    let live = Live::builder(())
-        .config(config)
-        .pool(db.pool.clone())
-        .sync(SyncConfig::new(&db.url).slot(format!("slot_{}", db.name)))
-        .build()
-        .expect("runtime");
+    let live = db.live(config);
     let app = Router::new()
         .live_view::<ItemsView>("/lists/{id}", &live)
         .live_view::<ItemsDView>("/d/{id}", &live)

@@ -99,6 +99,16 @@ impl TestDb {
 }
 
 impl TestDb {
+    /// A runtime on this database with `config`: its pool, and a replication slot of its own.
+    pub fn live(&self, config: live_core::LiveConfig) -> live_core::Live<()> {
+        live_core::Live::builder(())
+            .config(config)
+            .pool(self.pool.clone())
+            .sync(live_core::SyncConfig::new(&self.url).slot(format!("slot_{}", self.name)))
+            .build()
+            .expect("runtime")
+    }
+
     /// Runs SQL (several statements allowed) through the pool; panics with the statement on
     /// error.
     pub async fn exec(&self, sql: &str) {
