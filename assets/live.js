@@ -859,12 +859,12 @@
       this.timer = this.joinRef = null;
       this.waitVisible = false;
       if (this.state === 'dead') return;
-      const was = this.state;
       this.state = 'idle';
       if (unloading) return;
-      if (was !== 'joined') return this.setClass(CLASS.error);
-      // A blip shows nothing; a connection down for a while shows `live-error live-reconnecting`.
-      clearTimeout(this.statusTimer);
+      if (!this.joinedOnce) return this.setClass(CLASS.error); // it never got a page
+      // A blip shows nothing; a connection down for a while (failed attempts to reconnect
+      // included) shows `live-error live-reconnecting`.
+      if (this.statusTimer || this.el.classList.contains(STATUS.reconnecting)) return;
       this.statusTimer = setTimeout(() => {
         this.statusTimer = null;
         if (this.state === 'joined') return;

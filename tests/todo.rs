@@ -131,6 +131,14 @@ async fn add_todo(b: &Browser, title: &str) {
         .unwrap();
 }
 
+/// Waits until the new-todo input is empty: the server added what was sent and cleared it
+/// (text typed before that reply stays in the input, by design, so a test that types the
+/// next title at once would race the reply).
+async fn wait_cleared(b: &Browser) {
+    b.wait_js("return document.querySelector('input.new-todo').value === ''")
+        .await;
+}
+
 /// Two browsers on the same page.
 async fn two_windows(url: &str) -> (Browser, Browser) {
     let a = Browser::start().await;
@@ -353,6 +361,7 @@ async fn todomvc_behaviours_in_a_real_browser() {
     // HTML is text; emoji and long titles round-trip.
     let xss = "<img src=x onerror=alert(1)>";
     input.send_keys(&enter(xss)).await.unwrap();
+    wait_cleared(&b).await;
     input.send_keys(&enter("🎉 fête 😀")).await.unwrap();
     wait_labels(&b, &[xss, "🎉 fête 😀"]).await;
     assert_eq!(
@@ -421,6 +430,7 @@ async fn todomvc_behaviours_in_a_real_browser() {
             "Water the plants",
         ] {
             input.send_keys(&enter(t)).await.unwrap();
+            wait_cleared(&b).await;
         }
         b.wait_js("return document.querySelectorAll('.todo-list li').length === 4")
             .await;
@@ -518,6 +528,7 @@ async fn typed_text_and_focus_survive_changes_from_another_window() {
         .await;
     for t in ["second", "third"] {
         add_todo(&b, t).await;
+        wait_cleared(&b).await;
     }
     js_click(&b, &format!("{} input.toggle", li_of(&b, "first").await)).await;
     wait_labels(&a, &["first", "second", "third"]).await;

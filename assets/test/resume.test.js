@@ -50,6 +50,23 @@ test('resume: no flicker on a blip, then live-reconnecting; the rejoin names the
   assert.deepEqual(ws3.find('join')[0][4].resume, { id: 'R2', v: 3 });
 });
 
+test('failed attempts to reconnect show nothing before the delay either', async () => {
+  const { w, ws, root } = await joinedWithResume();
+  ws.serverClose();
+  // Every attempt for a while fails at once (the server is unreachable).
+  const t0 = Date.now();
+  let failed = 0;
+  while (Date.now() - t0 < 700) {
+    const last = w.__sockets[w.__sockets.length - 1];
+    if (last !== ws && last.readyState !== 3) { last.serverClose(); failed++; }
+    await tick(5);
+  }
+  assert.ok(failed >= 1, 'an attempt was made and failed');
+  assert.equal(root.className, 'live-connected', `after ${failed} failed attempts: ${root.className}`);
+  await tick(500);
+  assert.ok(root.classList.contains('live-reconnecting'), root.className);
+});
+
 test('resume: events in flight and events triggered offline are finished or sent, in order, once', async () => {
   const { w, ws, j, root, d } = await joinedWithResume();
   const b = d.getElementById('b');

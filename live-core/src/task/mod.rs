@@ -479,7 +479,8 @@ impl<V: LiveView> ViewSession<V> {
         } else {
             None
         };
-        // The id was spent by the join that named it: a new one either way.
+        // The join that named the view took its entry: a refused one leaves the id to its
+        // owner (registered again); an accepted one gets a new id below.
         self.attach = self.resumable.register(&self.resume_id);
         if let Some(reason) = refusal {
             let frame = error_reply(Some(&a.join_ref), a.msg_ref.as_deref(), &a.topic, reason);
