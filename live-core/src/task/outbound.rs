@@ -38,20 +38,7 @@ impl Outbound {
 
     /// Queues a frame; `Err` when the connection is gone.
     pub(crate) async fn send(&self, text: String) -> Result<(), ()> {
-        let cost = text.len().clamp(1, self.cap) as u32;
-        let permit = self
-            .budget
-            .clone()
-            .acquire_many_owned(cost)
-            .await
-            .map_err(|_| ())?;
-        self.tx
-            .send(Box::new(OutFrame {
-                text,
-                _permit: permit,
-            }))
-            .await
-            .map_err(|_| ())
+        self.send_from(text, &mut None).await
     }
 
     /// Waits until `bytes` (at most the cap) fit in the queue and holds them for frames about
